@@ -1,0 +1,1 @@
+//! MusicGPT webhook receiver.
