@@ -1,1 +1,28 @@
-fn main() {}
+//! The webhook function: API Gateway / function URL -> record the callback.
+
+use lambda_http::{Error, Request, run, service_fn};
+use musicgpt_webhook::config::{self, Config, ProcessEnv};
+use musicgpt_webhook::http::Webhook;
+use musicgpt_webhook::ingest::Ingest;
+use musicgpt_webhook::store::TaskStore;
+use musicgpt_webhook::{aws, telemetry};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    telemetry::init();
+    let config = Config::from_env()?;
+    let tokens = config::webhook_tokens(&ProcessEnv)?;
+    let sdk = aws::load_sdk_config().await;
+    let store = TaskStore::new(aws::dynamodb_client(&sdk), &config.table_name);
+    let ingest = Ingest::new(
+        tokens,
+        store,
+        config.key_prefix.clone(),
+        config.callback_retention,
+    );
+    let webhook = &Webhook::new(ingest);
+    run(service_fn(move |request: Request| async move {
+        Ok::<_, Error>(webhook.handle(request).await)
+    }))
+    .await
+}

@@ -1,0 +1,426 @@
+//! The MusicGPT callback model and its parsing: pure, lenient where MusicGPT is loose
+//! (numbers as strings, JSON inside strings, nulls, missing status), strict where a value
+//! would reach a key (ids, stem names) or a download (URL fields).
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::ids::Id;
+use crate::keys::{AssetKind, AssetRef, extension_of};
+
+/// More files than this in one callback is not a MusicGPT callback (and would not fit one
+/// DynamoDB transaction).
+pub const MAX_ASSETS_PER_CALLBACK: usize = 40;
+
+/// What a callback is about, decided from `subtype` first, then from the fields present.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallbackKind {
+    /// A finished song (Music AI audio, the documented sample, other conversions' outputs).
+    Audio,
+    LyricsTimestamped,
+    AlbumCover,
+    /// Stem extraction: `audio_url` / `audio_url_wav` are maps of stem name to URL.
+    Stems,
+    /// A callback that reports a failure (`success: false`, status FAILED or ERROR).
+    Failure,
+    /// Anything else: stored and acknowledged, never rejected. Holds the subtype, if any.
+    Other(Option<String>),
+}
+
+impl CallbackKind {
+    pub fn label(&self) -> &str {
+        match self {
+            CallbackKind::Audio => "audio",
+            CallbackKind::LyricsTimestamped => "lyrics_timestamped",
+            CallbackKind::AlbumCover => "album_cover",
+            CallbackKind::Stems => "stems",
+            CallbackKind::Failure => "failure",
+            CallbackKind::Other(_) => "other",
+        }
+    }
+}
+
+/// One file the callback points at, before any download.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AssetSource {
+    pub asset: AssetRef,
+    pub url: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Callback {
+    pub kind: CallbackKind,
+    pub subtype: Option<String>,
+    pub task_id: Option<Id>,
+    pub conversion_id: Option<Id>,
+    /// `conversion_id_1`, `conversion_id_2`: the songs an album cover belongs to.
+    pub related_conversion_ids: Vec<Id>,
+    pub success: Option<bool>,
+    /// Upper-cased; absent when the callback says nothing about status.
+    pub status: Option<String>,
+    pub message: Option<String>,
+    pub conversion_type: Option<String>,
+    pub title: Option<String>,
+    pub lyrics: Option<String>,
+    pub lyrics_timestamped: Option<Value>,
+    pub duration_seconds: Option<f64>,
+    pub cost: Option<f64>,
+    pub is_flagged: Option<bool>,
+    pub flag_reason: Option<String>,
+    pub created_at: Option<String>,
+    pub updated_at: Option<String>,
+    pub sources: Vec<AssetSource>,
+    /// SHA-256 of the canonical JSON form: equal for redeliveries however they are formatted.
+    pub sha256: String,
+    /// The canonical JSON form, kept for audit and replay (unknown fields included).
+    pub canonical_json: String,
+}
+
+const URL_FIELDS: &[&str] = &[
+    "audio_url",
+    "audio_url_wav",
+    "conversion_path",
+    "conversion_path_wav",
+    "image_path",
+    "album_cover_path",
+    "output_file_path",
+];
+
+/// Turns a request body into the callback's fields: form-encoded bodies become a map of
+/// strings, everything else is read as JSON whatever its declared type.
+pub fn decode_body(body: &[u8], content_type: Option<&str>) -> Result<Map<String, Value>> {
+    let is_form = content_type
+        .and_then(|ct| ct.split(';').next())
+        .is_some_and(|mime| {
+            mime.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if is_form {
+        let fields: Map<String, Value> = form_urlencoded::parse(body)
+            .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+            .collect();
+        if fields.is_empty() {
+            return Err(bad("form body has no fields"));
+        }
+        return Ok(fields);
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(bad("body is empty"));
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(fields)) => Ok(fields),
+        Ok(_) => Err(bad("body must be a JSON object")),
+        Err(err) => Err(bad(&format!(
+            "body is not valid JSON (line {}, column {})",
+            err.line(),
+            err.column()
+        ))),
+    }
+}
+
+impl Callback {
+    pub fn parse(body: &[u8], content_type: Option<&str>) -> Result<Callback> {
+        Callback::from_fields(decode_body(body, content_type)?)
+    }
+
+    pub fn from_fields(fields: Map<String, Value>) -> Result<Callback> {
+        let canonical_json = Value::Object(fields.clone()).to_string();
+        let sha256 = hex::encode(Sha256::digest(canonical_json.as_bytes()));
+        let f = Fields(&fields);
+
+        let task_id = f.id("task_id")?;
+        let conversion_id = f.id("conversion_id")?;
+        let related_conversion_ids: Vec<Id> = [f.id("conversion_id_1")?, f.id("conversion_id_2")?]
+            .into_iter()
+            .flatten()
+            .collect();
+        if task_id.is_none() && conversion_id.is_none() {
+            return Err(bad("no usable id: task_id or conversion_id is required"));
+        }
+        for field in URL_FIELDS {
+            f.check_url_field_type(field)?;
+        }
+
+        let subtype = f.text("subtype");
+        let success = f.boolean("success");
+        let status = f.text("status").map(|s| s.to_ascii_uppercase());
+        let failed = success == Some(false)
+            || status
+                .as_deref()
+                .is_some_and(|s| s == "FAILED" || s == "ERROR");
+        let stem_maps = [f.stem_map("audio_url")?, f.stem_map("audio_url_wav")?];
+        let is_stems = stem_maps.iter().any(Option::is_some);
+
+        let kind = match subtype.as_deref() {
+            _ if failed => CallbackKind::Failure,
+            Some("lyrics_timestamped") => CallbackKind::LyricsTimestamped,
+            Some("album_cover_generation") => CallbackKind::AlbumCover,
+            Some("music_ai") | None if is_stems => CallbackKind::Stems,
+            Some("music_ai") => CallbackKind::Audio,
+            Some(other) => CallbackKind::Other(Some(other.to_owned())),
+            None if f.text("image_path").is_some() && conversion_id.is_none() => {
+                CallbackKind::AlbumCover
+            }
+            None if URL_FIELDS.iter().any(|k| f.text(k).is_some()) => CallbackKind::Audio,
+            None if f.0.contains_key("lyrics_timestamped") && f.text("lyrics").is_none() => {
+                CallbackKind::LyricsTimestamped
+            }
+            None => CallbackKind::Other(None),
+        };
+
+        let sources = match kind {
+            CallbackKind::Audio => audio_sources(&f, conversion_id.as_ref()),
+            CallbackKind::AlbumCover => cover_sources(&f),
+            CallbackKind::Stems => stem_sources(&f, conversion_id.as_ref(), stem_maps),
+            _ => Vec::new(),
+        };
+        if sources.len() > MAX_ASSETS_PER_CALLBACK {
+            return Err(bad(&format!(
+                "callback names {} files, more than the {MAX_ASSETS_PER_CALLBACK} accepted",
+                sources.len()
+            )));
+        }
+
+        let message = ["status_msg", "error", "message"]
+            .into_iter()
+            .chain(failed.then_some("reason"))
+            .find_map(|k| f.text(k));
+        Ok(Callback {
+            kind,
+            subtype,
+            task_id,
+            conversion_id,
+            related_conversion_ids,
+            success,
+            status,
+            message,
+            conversion_type: f.text("conversion_type"),
+            title: f.text("title"),
+            lyrics: f.text("lyrics"),
+            lyrics_timestamped: f.json("lyrics_timestamped"),
+            duration_seconds: f.number("conversion_duration"),
+            cost: f.number("conversion_cost"),
+            is_flagged: f.boolean("is_flagged"),
+            flag_reason: (!failed).then(|| f.text("reason")).flatten(),
+            created_at: f.text("createdAt").or_else(|| f.text("created_at")),
+            updated_at: f.text("updatedAt").or_else(|| f.text("updated_at")),
+            sources,
+            sha256,
+            canonical_json,
+        })
+    }
+
+    /// The status this callback reports, explicit or implied by `success`.
+    pub fn effective_status(&self) -> Option<String> {
+        if let Some(status) = &self.status {
+            return Some(status.clone());
+        }
+        match (&self.kind, self.success) {
+            (CallbackKind::Failure, _) | (_, Some(false)) => Some("FAILED".into()),
+            (CallbackKind::Audio | CallbackKind::AlbumCover | CallbackKind::Stems, Some(true)) => {
+                Some("COMPLETED".into())
+            }
+            _ => None,
+        }
+    }
+}
+
+fn bad(message: &str) -> Error {
+    Error::BadCallback(message.to_owned())
+}
+
+fn audio_sources(f: &Fields, conversion: Option<&Id>) -> Vec<AssetSource> {
+    let mut sources = Vec::new();
+    // Earlier fields win when two name the same file (conversion_path and audio_url both mp3).
+    let candidates = [
+        ("conversion_path", "mp3"),
+        ("audio_url", "mp3"),
+        ("output_file_path", "mp3"),
+        ("conversion_path_wav", "wav"),
+        ("audio_url_wav", "wav"),
+    ];
+    for (field, default_ext) in candidates {
+        let Some(url) = f.text(field) else { continue };
+        let ext = if default_ext == "wav" {
+            "wav"
+        } else {
+            extension_of(&url).unwrap_or(default_ext)
+        };
+        let asset = AssetRef {
+            conversion: conversion.cloned(),
+            kind: AssetKind::Audio { ext },
+        };
+        push_unique(&mut sources, asset, url);
+    }
+    sources
+}
+
+fn cover_sources(f: &Fields) -> Vec<AssetSource> {
+    let mut sources = Vec::new();
+    for field in ["image_path", "album_cover_path"] {
+        let Some(url) = f.text(field) else { continue };
+        let ext = extension_of(&url).unwrap_or("png");
+        push_unique(
+            &mut sources,
+            AssetRef {
+                conversion: None,
+                kind: AssetKind::Cover { ext },
+            },
+            url,
+        );
+    }
+    sources
+}
+
+fn stem_sources(
+    f: &Fields,
+    conversion: Option<&Id>,
+    stem_maps: [Option<Vec<(Id, String)>>; 2],
+) -> Vec<AssetSource> {
+    let [mp3_map, wav_map] = stem_maps;
+    let mut sources = Vec::new();
+    for (name, url) in mp3_map.unwrap_or_default() {
+        let ext = extension_of(&url).unwrap_or("mp3");
+        let kind = AssetKind::Stem { name, ext };
+        push_unique(
+            &mut sources,
+            AssetRef {
+                conversion: conversion.cloned(),
+                kind,
+            },
+            url,
+        );
+    }
+    for (name, url) in wav_map.unwrap_or_default() {
+        let kind = AssetKind::Stem { name, ext: "wav" };
+        push_unique(
+            &mut sources,
+            AssetRef {
+                conversion: conversion.cloned(),
+                kind,
+            },
+            url,
+        );
+    }
+    // A stems callback may still carry a plain mix next to the maps.
+    for source in audio_sources(f, conversion) {
+        push_unique(&mut sources, source.asset, source.url);
+    }
+    sources
+}
+
+fn push_unique(sources: &mut Vec<AssetSource>, asset: AssetRef, url: String) {
+    if !sources.iter().any(|s| s.asset == asset) {
+        sources.push(AssetSource { asset, url });
+    }
+}
+
+/// Lenient readers over the callback's fields.
+struct Fields<'a>(&'a Map<String, Value>);
+
+impl Fields<'_> {
+    fn get(&self, key: &str) -> Option<&Value> {
+        self.0.get(key).filter(|v| !v.is_null())
+    }
+
+    /// A string, number or boolean as text; null, empty and structured values count as absent.
+    fn text(&self, key: &str) -> Option<String> {
+        match self.get(key)? {
+            Value::String(s) if s.trim().is_empty() => None,
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        }
+    }
+
+    fn number(&self, key: &str) -> Option<f64> {
+        let n = match self.get(key)? {
+            Value::Number(n) => n.as_f64(),
+            Value::String(s) => s.trim().parse::<f64>().ok(),
+            _ => None,
+        }?;
+        n.is_finite().then_some(n)
+    }
+
+    fn boolean(&self, key: &str) -> Option<bool> {
+        match self.get(key)? {
+            Value::Bool(b) => Some(*b),
+            Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => Some(true),
+                "false" | "0" | "no" => Some(false),
+                _ => None,
+            },
+            Value::Number(n) => n.as_f64().map(|n| n != 0.0),
+            _ => None,
+        }
+    }
+
+    /// A value that may arrive as JSON inside a string; unparseable strings stay strings.
+    fn json(&self, key: &str) -> Option<Value> {
+        match self.get(key)? {
+            Value::String(s) if s.trim().is_empty() => None,
+            Value::String(s) => {
+                Some(serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.clone())))
+            }
+            other => Some(other.clone()),
+        }
+    }
+
+    /// An id field: absent (missing, null, empty) or valid. Non-negative integers are read
+    /// as their digits; anything else is refused with the field's name.
+    fn id(&self, key: &str) -> Result<Option<Id>> {
+        let text = match self.get(key) {
+            None => return Ok(None),
+            Some(Value::String(s)) if s.is_empty() => return Ok(None),
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) if n.is_u64() => n.to_string(),
+            Some(_) => return Err(bad(&format!("{key}: must be a string id"))),
+        };
+        Id::parse(&text).map(Some).ok_or_else(|| {
+            bad(&format!(
+                "{key}: not a valid id (1 to 128 of A-Z a-z 0-9 _ -)"
+            ))
+        })
+    }
+
+    fn check_url_field_type(&self, key: &str) -> Result<()> {
+        match self.get(key) {
+            None | Some(Value::String(_)) => Ok(()),
+            Some(Value::Object(_)) if key == "audio_url" || key == "audio_url_wav" => Ok(()),
+            Some(_) => Err(bad(&format!("{key}: must be a URL string"))),
+        }
+    }
+
+    /// A stem map (stem name -> URL), given as an object or as JSON inside a string.
+    /// `None` when the field is a plain URL or absent.
+    fn stem_map(&self, key: &str) -> Result<Option<Vec<(Id, String)>>> {
+        let parsed;
+        let map = match self.get(key) {
+            Some(Value::Object(map)) => map,
+            Some(Value::String(s)) if s.trim_start().starts_with('{') => {
+                match serde_json::from_str::<Value>(s) {
+                    Ok(Value::Object(map)) => {
+                        parsed = map;
+                        &parsed
+                    }
+                    _ => return Ok(None),
+                }
+            }
+            _ => return Ok(None),
+        };
+        let mut stems = Vec::with_capacity(map.len());
+        for (name, url) in map {
+            let name = Id::parse(name)
+                .ok_or_else(|| bad(&format!("{key}: stem name is not a valid id")))?;
+            match url {
+                Value::Null => {}
+                Value::String(url) if url.trim().is_empty() => {}
+                Value::String(url) => stems.push((name, url.clone())),
+                _ => return Err(bad(&format!("{key}: stem URLs must be strings"))),
+            }
+        }
+        Ok(Some(stems))
+    }
+}
