@@ -180,10 +180,17 @@ fn start_moto() -> Moto {
         .join(format!("moto_server-{}.log", std::process::id()));
     let log = std::fs::File::create(&log_path).expect("create the moto_server log file");
     let guard_script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/moto_guard.py");
+    // moto_atomic.py runs moto's app with DynamoDB requests made atomic, as the real
+    // service's are; it needs the Python that moto_server was installed into.
+    let atomic_script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/moto_atomic.py");
+    let moto_python = Some(moto_server.with_file_name("python"))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("python3"));
     let mut guard = Command::new("python3")
         .arg(&guard_script)
-        .arg(&moto_server)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .arg(&moto_python)
+        .arg(&atomic_script)
+        .args(["127.0.0.1", &port.to_string()])
         .stdin(Stdio::piped())
         .stdout(log.try_clone().expect("clone the log file handle"))
         .stderr(log)
