@@ -9,8 +9,11 @@ pub mod http;
 pub mod ids;
 pub mod ingest;
 pub mod keys;
+pub mod musicgpt;
+pub mod reconcile;
 pub mod records;
 pub mod store;
+pub mod submit;
 pub mod telemetry;
 pub mod token;
 

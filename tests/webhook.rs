@@ -9,7 +9,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 use lambda_http::{Body, Request};
 use musicgpt_webhook::http::Webhook;
-use musicgpt_webhook::ingest::{Delivery, Ingest, Outcome};
+use musicgpt_webhook::ingest::{Delivery, Ingest, Outcome, Recorder};
 use musicgpt_webhook::keys::KeyPrefix;
 use musicgpt_webhook::store::TaskStore;
 use musicgpt_webhook::token::WebhookTokens;
@@ -28,7 +28,10 @@ async fn ingest_for(table: &str) -> Ingest {
     let tokens = WebhookTokens::parse(&format!("{TOKEN},{ROTATED_TOKEN}")).expect("test tokens");
     let store = TaskStore::new(support::dynamo().await, table);
     let prefix = KeyPrefix::parse("music").expect("prefix");
-    Ingest::new(tokens, store, prefix, Duration::from_secs(90 * 86_400))
+    Ingest::new(
+        tokens,
+        Recorder::new(store, prefix, Duration::from_secs(90 * 86_400)),
+    )
 }
 
 async fn webhook_for(table: &str) -> Webhook {

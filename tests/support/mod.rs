@@ -4,6 +4,8 @@
 //! Each test file includes this with `mod support;`; not every file uses every helper.
 #![allow(dead_code)]
 
+pub mod musicgpt;
+
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
