@@ -3,6 +3,7 @@
 
 pub mod aws;
 pub mod callback;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod http;

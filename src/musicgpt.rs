@@ -34,7 +34,7 @@ pub enum Lookup {
 }
 
 /// The body of `POST /api/public/v1/MusicAI`; unset fields are not sent.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct MusicAiRequest {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
