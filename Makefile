@@ -5,7 +5,7 @@ VENV := .venv
 # requirements-dev.txt changes.
 VENV_STAMP := $(VENV)/.requirements-dev.stamp
 
-.PHONY: venv test lint
+.PHONY: venv test lint bench-ingest bench-cold-start
 
 venv: $(VENV_STAMP)
 
@@ -21,3 +21,16 @@ test: venv
 lint:
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
+
+# Benchmarks (issue 5, part 3). Each prints a markdown table and runs for well under two
+# minutes once built; they start moto from .venv themselves. Timings need a quiet machine.
+bench-ingest: venv
+	cargo bench --bench ingest
+
+# The plain release build is what Lambda runs, so that is the binary measured. It gets its
+# own target directory because `cargo bench` relinks target/release/webhook with the
+# dev-dependencies' features; the bench refuses a binary older than the sources.
+LAMBDA_TARGET := target/lambda
+bench-cold-start: venv
+	cargo build --release --bin webhook --target-dir $(LAMBDA_TARGET)
+	WEBHOOK_BIN=$(LAMBDA_TARGET)/release/webhook cargo bench --bench cold_start
