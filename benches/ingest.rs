@@ -42,8 +42,8 @@ use musicgpt_webhook::token::WebhookTokens;
 use serde_json::Value;
 
 use common::{
-    FloorRequests, RETENTION, TOKEN, body_of, event_text, fresh_id, key_prefix, load_average,
-    machine, ms,
+    FloorRequests, RETENTION, TOKEN, benchmarking, body_of, event_text, fresh_id, key_prefix,
+    load_average, machine, ms,
 };
 
 /// The ids of the Music AI task in events/, replaced by fresh ones in every copy.
@@ -78,8 +78,15 @@ const TARGET_P50_RATIO: f64 = 1.5;
 
 #[tokio::main]
 async fn main() {
-    let c1_callbacks = callbacks_from_env("BENCH_C1_CALLBACKS", DEFAULT_C1_CALLBACKS);
-    let c32_callbacks = callbacks_from_env("BENCH_C32_CALLBACKS", DEFAULT_C32_CALLBACKS);
+    let benchmarking = benchmarking();
+    let (c1_default, c32_default) = if benchmarking {
+        (DEFAULT_C1_CALLBACKS, DEFAULT_C32_CALLBACKS)
+    } else {
+        // Smoke run under `cargo test`: a task or two per side, the variants checked.
+        (5, 10)
+    };
+    let c1_callbacks = callbacks_from_env("BENCH_C1_CALLBACKS", c1_default);
+    let c32_callbacks = callbacks_from_env("BENCH_C32_CALLBACKS", c32_default);
     let counter = RoundTrips::default();
     let client = counting_client(&counter).await;
     let templates = Templates::load();
@@ -94,8 +101,10 @@ async fn main() {
             templates: &templates,
             concurrency,
         };
-        bench.warm_up(Side::Handler).await;
-        bench.warm_up(Side::Floor).await;
+        if benchmarking {
+            bench.warm_up(Side::Handler).await;
+            bench.warm_up(Side::Floor).await;
+        }
         // Handler, floor, floor, handler: load that drifts during the run (other jobs on
         // the machine) then weighs on both sides alike.
         let (first, second) = (tasks.div_ceil(2), tasks / 2);
@@ -111,6 +120,9 @@ async fn main() {
     }
     let variants = round_trips_per_variant(&counter, &client, &templates).await;
 
+    if !benchmarking {
+        println!("smoke run (cargo test): figures meaningless; `make bench-ingest` measures\n");
+    }
     print_report(&rows, &variants, &load_before);
     let mismatched = variants.iter().filter(|v| !v.as_expected()).count();
     if mismatched > 0 {

@@ -168,6 +168,13 @@ fn now_secs() -> u64 {
         .unwrap_or_default()
 }
 
+/// True under `cargo bench`, which passes `--bench`. `cargo test --all-targets` (CI) runs
+/// bench targets too, without it: they then make a quick smoke run, so the harness cannot
+/// rot unnoticed, instead of a long measurement.
+pub fn benchmarking() -> bool {
+    std::env::args().skip(1).any(|arg| arg == "--bench")
+}
+
 /// The text of a Lambda event in events/.
 pub fn event_text(name: &str) -> String {
     let path = format!("{}/events/{name}", env!("CARGO_MANIFEST_DIR"));
