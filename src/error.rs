@@ -42,12 +42,19 @@ pub enum Error {
     /// S3 failed while writing the copy.
     #[error("sink: {0}")]
     Sink(String),
+
+    /// The time budget ran out mid-copy; the copy was stopped cleanly and nothing was stored.
+    #[error("out of time: {0}")]
+    OutOfTime(String),
 }
 
 impl Error {
     /// Whether trying the same thing again later may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Storage(_) | Error::Source(_) | Error::Sink(_))
+        matches!(
+            self,
+            Error::Storage(_) | Error::Source(_) | Error::Sink(_) | Error::OutOfTime(_)
+        )
     }
 }
 

@@ -159,7 +159,7 @@ impl TaskStore {
             .send()
             .await
             .map_err(|e| Error::Storage(sdk_message(e)))?;
-        Ok(out.item.and_then(|item| task_of_link(item)))
+        Ok(out.item.and_then(task_of_link))
     }
 
     /// Marks the link as having parked callbacks and returns its task if one is linked

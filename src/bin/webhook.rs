@@ -1,8 +1,10 @@
-//! The webhook function: API Gateway / function URL -> record the callback.
+//! The webhook function: API Gateway / function URL -> record the callback (and, with
+//! `COPY_MODE=inline`, copy its files before answering).
 
 use lambda_http::{Error, Request, run, service_fn};
-use musicgpt_webhook::config::{self, Config, ProcessEnv};
-use musicgpt_webhook::http::Webhook;
+use musicgpt_webhook::config::{self, Config, CopyMode, ProcessEnv};
+use musicgpt_webhook::copy::{CopyEngine, InlineCopy};
+use musicgpt_webhook::http::{AfterRecord, Webhook};
 use musicgpt_webhook::ingest::Ingest;
 use musicgpt_webhook::store::TaskStore;
 use musicgpt_webhook::{aws, telemetry};
@@ -20,7 +22,17 @@ async fn main() -> Result<(), Error> {
         config.key_prefix.clone(),
         config.callback_retention,
     );
-    let webhook = &Webhook::new(ingest);
+    match config.copy_mode {
+        CopyMode::Stream => serve(Webhook::new(ingest)).await,
+        CopyMode::Inline => {
+            let inline = InlineCopy::new(CopyEngine::from_config(&config, &sdk)?);
+            serve(Webhook::with_follow_up(ingest, inline)).await
+        }
+    }
+}
+
+async fn serve<A: AfterRecord>(webhook: Webhook<A>) -> Result<(), Error> {
+    let webhook = &webhook;
     run(service_fn(move |request: Request| async move {
         Ok::<_, Error>(webhook.handle(request).await)
     }))
