@@ -1,0 +1,23 @@
+# Developer and CI entry points. `make test` is all a fresh clone needs (cargo + python3).
+PYTHON ?= python3
+VENV := .venv
+# Touched after a successful install, so a second `make venv` does nothing until
+# requirements-dev.txt changes.
+VENV_STAMP := $(VENV)/.requirements-dev.stamp
+
+.PHONY: venv test lint
+
+venv: $(VENV_STAMP)
+
+$(VENV_STAMP): requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+# The tests find moto_server in .venv by themselves (tests/support/mod.rs).
+test: venv
+	cargo test --all-targets
+
+lint:
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings

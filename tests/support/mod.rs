@@ -1,0 +1,251 @@
+//! Support shared by the integration tests: one moto_server per test binary, SDK clients
+//! for it, and a fresh table or bucket per test so tests never see each other's data.
+//!
+//! Each test file includes this with `mod support;`; not every file uses every helper.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region, SharedCredentialsProvider};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ScalarAttributeType, StreamSpecification, StreamViewType, TimeToLiveSpecification,
+};
+use aws_sdk_s3::config::RequestChecksumCalculation;
+
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+struct Moto {
+    endpoint: String,
+    // Never dropped (it lives in a static): holds the guard's stdin open until this
+    // process exits, which is what stops the server.
+    _guard: Child,
+}
+
+static MOTO: OnceLock<Moto> = OnceLock::new();
+
+/// The moto URL, e.g. `http://127.0.0.1:40123`; starts the server on first use.
+pub fn endpoint() -> String {
+    MOTO.get_or_init(start_moto).endpoint.clone()
+}
+
+/// SDK configuration for the emulator. Built by hand rather than with `aws_config::defaults`
+/// so that the developer's AWS profile and environment variables cannot leak into tests.
+pub async fn sdk_config() -> SdkConfig {
+    SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "testing", "testing", None, None, "moto",
+        )))
+        .build()
+}
+
+/// A new client each call: SDK clients keep connection pools tied to the tokio runtime that
+/// used them, and every `#[tokio::test]` has its own runtime.
+pub async fn dynamo() -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::new(&sdk_config().await)
+}
+
+/// S3 client for the emulator: path-style addressing (no bucket DNS names on loopback) and
+/// checksums only where the API requires them, as DESIGN.md advises for emulators.
+pub async fn s3() -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::config::Builder::from(&sdk_config().await)
+        .force_path_style(true)
+        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// Creates a table with the project's key schema (DESIGN.md contract) and returns its name.
+pub async fn fresh_table() -> String {
+    let name = unique_name("table");
+    let client = dynamo().await;
+    let attribute = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .expect("attribute definition")
+    };
+    let key = |name: &str, key_type| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(key_type)
+            .build()
+            .expect("key schema element")
+    };
+    client
+        .create_table()
+        .table_name(&name)
+        .attribute_definitions(attribute("pk"))
+        .attribute_definitions(attribute("sk"))
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .billing_mode(BillingMode::PayPerRequest)
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewAndOldImages)
+                .build()
+                .expect("stream specification"),
+        )
+        .send()
+        .await
+        .expect("create table in moto");
+    // TTL cannot be set by CreateTable.
+    client
+        .update_time_to_live()
+        .table_name(&name)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .enabled(true)
+                .attribute_name("expires_at")
+                .build()
+                .expect("TTL specification"),
+        )
+        .send()
+        .await
+        .expect("enable TTL in moto");
+    name
+}
+
+/// Creates an empty bucket and returns its name.
+pub async fn fresh_bucket() -> String {
+    let name = unique_name("bucket");
+    s3().await
+        .create_bucket()
+        .bucket(&name)
+        .send()
+        .await
+        .expect("create bucket in moto");
+    name
+}
+
+/// Every item of `table`, sorted by (pk, sk) so tests can compare whole tables.
+pub async fn scan_all(table: &str) -> Vec<HashMap<String, AttributeValue>> {
+    let client = dynamo().await;
+    let mut items = Vec::new();
+    let mut start_key = None;
+    loop {
+        let page = client
+            .scan()
+            .table_name(table)
+            .set_exclusive_start_key(start_key)
+            .send()
+            .await
+            .expect("scan table in moto");
+        items.extend(page.items.unwrap_or_default());
+        start_key = page.last_evaluated_key;
+        if start_key.is_none() {
+            break;
+        }
+    }
+    let key = |item: &HashMap<String, AttributeValue>, name: &str| {
+        item.get(name)
+            .and_then(|value| value.as_s().ok())
+            .cloned()
+            .unwrap_or_default()
+    };
+    items.sort_by_key(|item| (key(item, "pk"), key(item, "sk")));
+    items
+}
+
+/// Lowercase, digits and dashes: valid both as a table and as a bucket name. Unique within
+/// the process, which is enough because each test binary has its own server.
+fn unique_name(kind: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!("test-{kind}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+fn start_moto() -> Moto {
+    let moto_server = find_moto_server();
+    // Port 0 asks the OS for a free port; the listener closes before moto binds it.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("find a free loopback port")
+        .port();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    // moto logs every request: keep that out of the test output, but at hand for debugging.
+    let log_path = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("moto_server-{}.log", std::process::id()));
+    let log = std::fs::File::create(&log_path).expect("create the moto_server log file");
+    let guard_script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/moto_guard.py");
+    let mut guard = Command::new("python3")
+        .arg(&guard_script)
+        .arg(&moto_server)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(log.try_clone().expect("clone the log file handle"))
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start python3 {}: {e}", guard_script.display()));
+
+    let deadline = Instant::now() + READY_TIMEOUT;
+    while !answers_http(addr) {
+        if let Some(status) = guard.try_wait().expect("poll moto_server") {
+            panic!(
+                "moto_server ({}) exited with {status} before answering; see {}",
+                moto_server.display(),
+                log_path.display()
+            );
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "moto_server did not answer on {addr} within {READY_TIMEOUT:?}; see {}",
+                log_path.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Moto {
+        endpoint: format!("http://{addr}"),
+        _guard: guard,
+    }
+}
+
+/// `MOTO_SERVER`, else the project's `.venv` (made by `make venv`), else `PATH`.
+fn find_moto_server() -> PathBuf {
+    if let Some(path) = std::env::var_os("MOTO_SERVER") {
+        return PathBuf::from(path);
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server");
+    if venv.is_file() {
+        return venv;
+    }
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join("moto_server"))
+                .find(|candidate| candidate.is_file())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "moto_server not found (not in MOTO_SERVER, {}, or PATH); \
+                 run `make test`, which installs it into .venv",
+                venv.display()
+            )
+        })
+}
+
+/// True once something on `addr` answers an HTTP request, i.e. moto has finished starting.
+fn answers_http(addr: SocketAddr) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let request = format!("GET /moto-api/config HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    let mut status = [0u8; 5];
+    stream.write_all(request.as_bytes()).is_ok()
+        && stream.read_exact(&mut status).is_ok()
+        && &status == b"HTTP/"
+}
