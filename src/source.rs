@@ -29,7 +29,8 @@ pub const DEFAULT_MAX_REDIRECTS: usize = 3;
 #[derive(Debug, Clone)]
 pub struct SourceOptions {
     pub connect_timeout: Duration,
-    /// Longest wait for any read: the response headers or the next body bytes.
+    /// Longest wait for the response headers (connecting included) and for each next piece
+    /// of the body.
     pub read_timeout: Duration,
     pub max_redirects: usize,
     /// `MAX_ASSET_BYTES`: refused from Content-Length, or stopped while streaming.
@@ -240,8 +241,9 @@ impl Source {
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .referer(false)
+            // The read timeout is applied here per wait, not by the client: the client's
+            // clock also runs while we hold off reading because S3 is still taking a part.
             .connect_timeout(options.connect_timeout)
-            .read_timeout(options.read_timeout)
             .dns_resolver(GuardedResolver(Arc::clone(&guard)))
             .user_agent(concat!("musicgpt-webhook/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -267,13 +269,19 @@ impl Source {
         let mut hops = 0;
         loop {
             self.guard.check(&url).await?;
-            let response = self
+            let send = self
                 .client
                 .get(url.clone())
                 .header(header::ACCEPT_ENCODING, "identity")
-                .send()
-                .await
-                .map_err(request_error)?;
+                .send();
+            // Connecting has its own, shorter timeout inside; the headers must follow in time.
+            let response = tokio::time::timeout(
+                self.options.read_timeout.max(self.options.connect_timeout),
+                send,
+            )
+            .await
+            .map_err(|_| Error::Source("timed out waiting for the response headers".into()))?
+            .map_err(request_error)?;
             let status = response.status();
             if !status.is_redirection() {
                 return self.accept(response);
@@ -329,6 +337,7 @@ impl Source {
             expected,
             received: 0,
             max_bytes: self.options.max_bytes,
+            read_timeout: self.options.read_timeout,
             content_type,
             done: false,
         })
@@ -341,6 +350,7 @@ pub struct Download {
     expected: Option<u64>,
     received: u64,
     max_bytes: u64,
+    read_timeout: Duration,
     content_type: Option<String>,
     done: bool,
 }
@@ -365,7 +375,15 @@ impl ChunkSource for Download {
         if self.done {
             return Ok(None);
         }
-        match self.response.chunk().await {
+        let next = tokio::time::timeout(self.read_timeout, self.response.chunk())
+            .await
+            .map_err(|_| {
+                Error::Source(format!(
+                    "body after {} bytes: timed out waiting for more",
+                    self.received
+                ))
+            })?;
+        match next {
             Ok(Some(chunk)) => {
                 self.received += chunk.len() as u64;
                 if self.received > self.max_bytes {
