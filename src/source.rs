@@ -210,17 +210,17 @@ impl Resolve for GuardedResolver {
         let host = name.as_str().to_owned();
         Box::pin(async move {
             let Some(entry) = guard.entry_for_name(&host) else {
-                return Err(
-                    Box::new(Refused(format!("host {host} is not in SOURCE_HOSTS"))).into(),
-                );
+                return Err(Refused(format!("host {host} is not in SOURCE_HOSTS")).into());
             };
             match guard.addresses(&host, &entry).await {
                 Ok(ips) => {
                     let addrs: Addrs = Box::new(ips.into_iter().map(|ip| SocketAddr::new(ip, 0)));
                     Ok(addrs)
                 }
-                Err(Error::SourceRefused(why)) => Err(Box::new(Refused(why)).into()),
-                Err(other) => Err(Box::new(other).into()),
+                // Plain values, not boxes: `.into()` on a box would box it again and hide
+                // the type from the downcast in `request_error`.
+                Err(Error::SourceRefused(why)) => Err(Refused(why).into()),
+                Err(other) => Err(other.into()),
             }
         })
     }
@@ -472,11 +472,15 @@ fn useful_content_type(value: &str) -> Option<String> {
 fn request_error(err: reqwest::Error) -> Error {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&err);
     while let Some(e) = cause {
-        if let Some(Refused(why)) = e.downcast_ref::<Refused>() {
-            return refused(why.clone());
-        }
-        if let Some(Error::Source(why)) = e.downcast_ref::<Error>() {
-            return Error::Source(why.clone());
+        // An io::Error reports its inner error's source, not the inner error: look inside.
+        let inner = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|inner| inner as &(dyn std::error::Error + 'static));
+        for candidate in [Some(e), inner].into_iter().flatten() {
+            if let Some(Refused(why)) = candidate.downcast_ref::<Refused>() {
+                return refused(why.clone());
+            }
         }
         cause = e.source();
     }

@@ -1,10 +1,10 @@
 //! The copy engine against moto's S3 and DynamoDB and a local audio server: sizes, failures,
 //! retries, leases, and the bytes in S3.
-mod support;
 #[path = "support/audio_server.rs"]
 mod audio_server;
 #[path = "support/copy_kit.rs"]
 mod copy_kit;
+mod support;
 
 use std::time::Duration;
 
@@ -38,11 +38,15 @@ async fn copies_exactly(kit: &Kit, path: &str, name: &str, len: u64, content_typ
     assert_eq!(text("bucket"), Some(kit.bucket.clone()));
     assert!(text("etag").is_some_and(|e| !e.is_empty()));
     assert!(number("stored_at").is_some());
-    assert!(item.get("lease_owner").is_none() && item.get("last_error").is_none());
+    assert!(!item.contains_key("lease_owner") && !item.contains_key("last_error"));
     let key = text("s3_key").expect("s3_key");
     assert!(key.starts_with(copy_kit::PREFIX), "{key}");
     let (sha, size, head) = kit.object(&key).await;
-    assert_eq!((sha, size), (expected.clone(), len), "bytes in S3 for {path}");
+    assert_eq!(
+        (sha, size),
+        (expected.clone(), len),
+        "bytes in S3 for {path}"
+    );
     assert_eq!(head.content_type(), Some(content_type));
     let meta = head.metadata().expect("metadata");
     assert_eq!(meta.get("sha256"), Some(&expected));
@@ -71,7 +75,14 @@ async fn empty_and_one_byte_files_are_single_puts() {
 async fn exactly_one_part_is_a_single_put_and_one_more_byte_is_multipart() {
     let kit = Kit::new().await;
     let eight = 8 * MIB;
-    copies_exactly(&kit, "/ok/8388608/eight.mp3", "eight.mp3", eight, "audio/mpeg").await;
+    copies_exactly(
+        &kit,
+        "/ok/8388608/eight.mp3",
+        "eight.mp3",
+        eight,
+        "audio/mpeg",
+    )
+    .await;
     copies_exactly(
         &kit,
         "/ok/8388609/eight1.mp3",
@@ -93,7 +104,14 @@ async fn fifty_mib_go_up_in_parts() {
 #[tokio::test]
 async fn chunked_bodies_without_length_are_copied() {
     let kit = Kit::new().await;
-    copies_exactly(&kit, "/chunked/1000/small.mp3", "small.mp3", 1000, "audio/mpeg").await;
+    copies_exactly(
+        &kit,
+        "/chunked/1000/small.mp3",
+        "small.mp3",
+        1000,
+        "audio/mpeg",
+    )
+    .await;
     let len = 20 * MIB;
     let path = format!("/chunked/{len}/big.mp3");
     copies_exactly(&kit, &path, "big.mp3", len, "audio/mpeg").await;
@@ -104,7 +122,14 @@ async fn content_type_falls_back_to_the_extension_and_queries_stay_out_of_metada
     let kit = Kit::new().await;
     copies_exactly(&kit, "/notype/100/x.flac", "x.flac", 100, "audio/flac").await;
     let path = "/ok/100/q.mp3?X-Amz-Signature=secret";
-    copies_exactly(&kit, path, "q.mp3?X-Amz-Signature=secret", 100, "audio/mpeg").await;
+    copies_exactly(
+        &kit,
+        path,
+        "q.mp3?X-Amz-Signature=secret",
+        100,
+        "audio/mpeg",
+    )
+    .await;
 }
 
 async fn assert_retry(kit: &Kit, asset: &AssetKey, attempts: u32, error_part: &str) {
@@ -152,10 +177,16 @@ async fn a_passing_failure_is_retried_until_stored() {
     let asset = kit.asset(path).await;
     for _ in 0..2 {
         let outcome = kit.engine.copy(&asset, None).await.expect("copy");
-        assert!(matches!(outcome, CopyOutcome::RetryAt { .. }), "{outcome:?}");
+        assert!(
+            matches!(outcome, CopyOutcome::RetryAt { .. }),
+            "{outcome:?}"
+        );
     }
     let outcome = kit.engine.copy(&asset, None).await.expect("copy");
-    assert!(matches!(outcome, CopyOutcome::Stored { size: 5000, .. }), "{outcome:?}");
+    assert!(
+        matches!(outcome, CopyOutcome::Stored { size: 5000, .. }),
+        "{outcome:?}"
+    );
     let item = kit.item(&asset).await;
     assert_eq!((item.state.as_str(), item.attempts), ("STORED", 2));
 }
@@ -187,7 +218,10 @@ async fn answers_that_cannot_change_fail_at_once() {
     let kit = Kit::new().await;
     let asset = kit.asset("/status/404/gone.mp3").await;
     let outcome = kit.engine.copy(&asset, None).await.expect("copy");
-    assert!(matches!(outcome, CopyOutcome::Failed { attempts: 1, .. }), "{outcome:?}");
+    assert!(
+        matches!(outcome, CopyOutcome::Failed { attempts: 1, .. }),
+        "{outcome:?}"
+    );
     let item = kit.item(&asset).await;
     assert_eq!(item.state, "FAILED");
     assert!(item.last_error.unwrap_or_default().contains("404"));
@@ -200,7 +234,10 @@ async fn a_reset_mid_body_leaves_nothing_behind() {
     let large = kit.asset("/reset/20971520/r.mp3").await;
     for asset in [&small, &large] {
         let outcome = kit.engine.copy(asset, None).await.expect("copy");
-        assert!(matches!(outcome, CopyOutcome::RetryAt { .. }), "{outcome:?}");
+        assert!(
+            matches!(outcome, CopyOutcome::RetryAt { .. }),
+            "{outcome:?}"
+        );
         assert_retry(&kit, asset, 1, "body").await;
     }
 }
@@ -212,7 +249,10 @@ async fn a_body_shorter_than_its_length_is_not_stored() {
     let large = kit.asset("/short/20971520/s.mp3").await;
     for asset in [&small, &large] {
         let outcome = kit.engine.copy(asset, None).await.expect("copy");
-        assert!(matches!(outcome, CopyOutcome::RetryAt { .. }), "{outcome:?}");
+        assert!(
+            matches!(outcome, CopyOutcome::RetryAt { .. }),
+            "{outcome:?}"
+        );
         assert_retry(&kit, asset, 1, "body").await;
     }
 }
@@ -228,7 +268,10 @@ async fn sources_slower_than_the_read_timeout_time_out() {
         kit.engine.copy(&stalled_body, None)
     );
     for outcome in [a.expect("copy"), b.expect("copy")] {
-        assert!(matches!(outcome, CopyOutcome::RetryAt { .. }), "{outcome:?}");
+        assert!(
+            matches!(outcome, CopyOutcome::RetryAt { .. }),
+            "{outcome:?}"
+        );
     }
     assert!(started.elapsed() < Duration::from_millis(2900));
     assert_retry(&kit, &slow_headers, 1, "timed out").await;
@@ -248,9 +291,16 @@ async fn files_over_the_size_cap_fail_at_once() {
     let chunked = kit.asset("/chunked/20971520/big.mp3").await;
     for asset in [&declared, &chunked] {
         let outcome = kit.engine.copy(asset, None).await.expect("copy");
-        assert!(matches!(outcome, CopyOutcome::Failed { attempts: 1, .. }), "{outcome:?}");
+        assert!(
+            matches!(outcome, CopyOutcome::Failed { attempts: 1, .. }),
+            "{outcome:?}"
+        );
         let item = kit.item(asset).await;
-        assert!(item.last_error.unwrap_or_default().contains("MAX_ASSET_BYTES"));
+        assert!(
+            item.last_error
+                .unwrap_or_default()
+                .contains("MAX_ASSET_BYTES")
+        );
         assert!(!kit.object_exists(&item.s3_key).await);
     }
     assert_eq!(kit.open_uploads().await, 0);
@@ -354,7 +404,10 @@ async fn a_live_lease_blocks_and_an_expired_one_is_taken_over() {
     assert_eq!(outcome, CopyOutcome::Busy { lease_until: until });
     set_lease(now_secs() - 1).await;
     let outcome = kit.engine.copy(&asset, None).await.expect("copy");
-    assert!(matches!(outcome, CopyOutcome::Stored { size: 100, .. }), "{outcome:?}");
+    assert!(
+        matches!(outcome, CopyOutcome::Stored { size: 100, .. }),
+        "{outcome:?}"
+    );
 }
 
 #[tokio::test]

@@ -123,12 +123,9 @@ struct Generator {
 
 impl Generator {
     fn new(name: &str, len: u64) -> Generator {
-        let seed = name
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-            })
-            | 1;
+        let seed = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        }) | 1;
         Generator {
             state: seed,
             left: len,
@@ -306,8 +303,7 @@ async fn send_chunked(stream: &mut TcpStream, name: &str, len: u64) -> std::io::
 }
 
 async fn status(stream: &mut TcpStream, code: u64) -> std::io::Result<()> {
-    let head = format!(
-        "HTTP/1.1 {code} Test\r\nContent-Length: 5\r\nConnection: close\r\n\r\nnope\n"
-    );
+    let head =
+        format!("HTTP/1.1 {code} Test\r\nContent-Length: 5\r\nConnection: close\r\n\r\nnope\n");
     stream.write_all(head.as_bytes()).await
 }

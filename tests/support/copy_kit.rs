@@ -186,8 +186,14 @@ impl Kit {
             .await
             .get_item()
             .table_name(&self.table)
-            .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(asset.pk.clone()))
-            .key("sk", aws_sdk_dynamodb::types::AttributeValue::S(asset.sk.clone()))
+            .key(
+                "pk",
+                aws_sdk_dynamodb::types::AttributeValue::S(asset.pk.clone()),
+            )
+            .key(
+                "sk",
+                aws_sdk_dynamodb::types::AttributeValue::S(asset.sk.clone()),
+            )
             .consistent_read(true)
             .send()
             .await
@@ -256,5 +262,9 @@ pub fn now_secs() -> u64 {
 
 fn next_id(kind: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!("{kind}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{kind}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
