@@ -26,8 +26,11 @@ use crate::error::{Error, Result};
 use crate::http::AfterRecord;
 use crate::ingest::Outcome;
 use crate::keys;
+use crate::musicgpt::MusicGptApi;
 use crate::sink::{ObjectSpec, S3Sink, Written, content_type_for};
 use crate::source::Source;
+use crate::store::TaskStore;
+use crate::verify::{Verdict, Verifier};
 
 /// Longest `last_error` kept on an item.
 const MAX_ERROR_CHARS: usize = 500;
@@ -141,6 +144,7 @@ pub struct CopyEngine {
     source: Source,
     sink: S3Sink,
     policy: RetryPolicy,
+    verifier: Option<Verifier>,
 }
 
 impl CopyEngine {
@@ -150,18 +154,36 @@ impl CopyEngine {
             source,
             sink,
             policy,
+            verifier: None,
         }
+    }
+
+    /// Confirms every asset with MusicGPT's byId before downloading it.
+    pub fn with_verifier(mut self, verifier: Verifier) -> Self {
+        self.verifier = Some(verifier);
+        self
     }
 
     /// The engine as the binaries run it: the table, `BUCKET_NAME`, the source guard.
     pub fn from_config(config: &Config, sdk: &SdkConfig) -> Result<CopyEngine> {
         let bucket = config.require_bucket()?;
-        Ok(CopyEngine::new(
-            AssetTable::new(aws::dynamodb_client(sdk), &config.table_name),
+        let dynamodb = aws::dynamodb_client(sdk);
+        let engine = CopyEngine::new(
+            AssetTable::new(dynamodb.clone(), &config.table_name),
             Source::from_config(&config.copy)?,
             S3Sink::new(aws::s3_client(sdk), bucket),
             RetryPolicy::from_config(&config.copy),
-        ))
+        );
+        Ok(match &config.musicgpt {
+            Some(musicgpt) => {
+                let api = MusicGptApi::new(&musicgpt.api_url, &musicgpt.api_key)?;
+                engine.with_verifier(Verifier::new(
+                    api,
+                    TaskStore::new(dynamodb, &config.table_name),
+                ))
+            }
+            None => engine,
+        })
     }
 
     pub fn assets(&self) -> &AssetTable {
@@ -192,6 +214,9 @@ impl CopyEngine {
                 });
             }
         };
+        if let Some(outcome) = self.verify(asset, &owner, &item, now).await? {
+            return Ok(outcome);
+        }
         let started = std::time::Instant::now();
         let result = self.transfer(&item, stop).await;
         let outcome = self.settle(asset, &owner, &item, result).await?;
@@ -207,6 +232,59 @@ impl CopyEngine {
             ),
         }
         Ok(outcome)
+    }
+
+    /// `Some` when verification settles the attempt without a download: FAILED as unverified,
+    /// or postponed because MusicGPT could not answer (that never counts as an attempt).
+    async fn verify(
+        &self,
+        asset: &AssetKey,
+        owner: &str,
+        item: &AssetItem,
+        now: u64,
+    ) -> Result<Option<CopyOutcome>> {
+        let Some(verifier) = &self.verifier else {
+            return Ok(None);
+        };
+        let (kept, outcome) = match verifier.check(item).await {
+            Ok(Verdict::Verified) => return Ok(None),
+            Ok(Verdict::Unverified(why)) => {
+                let reason = format!("unverified: {why}");
+                let kept = self
+                    .assets
+                    .mark_failed(asset, owner, item.attempts, &reason, now)
+                    .await?;
+                (
+                    kept,
+                    CopyOutcome::Failed {
+                        attempts: item.attempts,
+                        reason,
+                    },
+                )
+            }
+            Err(err) => {
+                let next_try_at = now + self.policy.backoff(1).as_secs();
+                let error = truncate(&format!("verification postponed: {err}"));
+                let kept = self
+                    .assets
+                    .mark_retry(asset, owner, item.attempts, &error, next_try_at, now)
+                    .await?;
+                (
+                    kept,
+                    CopyOutcome::RetryAt {
+                        attempts: item.attempts,
+                        next_try_at,
+                        error,
+                    },
+                )
+            }
+        };
+        warn!(task_id = %item.task_id, sk = %item.sk, outcome = outcome.label(), error = ?outcome_error(&outcome), "asset not verified");
+        Ok(Some(if kept {
+            outcome
+        } else {
+            CopyOutcome::LeaseLost
+        }))
     }
 
     async fn transfer(&self, item: &AssetItem, stop: Option<Instant>) -> Result<Written> {

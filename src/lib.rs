@@ -22,5 +22,6 @@ pub mod store;
 pub mod submit;
 pub mod telemetry;
 pub mod token;
+pub mod verify;
 
 pub use error::{Error, Result};
