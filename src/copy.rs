@@ -35,7 +35,7 @@ use crate::verify::{Verdict, Verifier};
 /// Longest `last_error` kept on an item.
 const MAX_ERROR_CHARS: usize = 500;
 /// A lease outlives the caller's time budget by this much, covering the final write-back.
-const LEASE_GRACE: Duration = Duration::from_secs(60);
+pub const DEFAULT_LEASE_GRACE: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
@@ -45,6 +45,8 @@ pub struct RetryPolicy {
     pub max_delay: Duration,
     /// Lease taken when the caller gives no time budget.
     pub lease: Duration,
+    /// How long a lease outlives the caller's time budget, covering the final write-back.
+    pub lease_grace: Duration,
 }
 
 pub const DEFAULT_BASE_DELAY: Duration = Duration::from_secs(10);
@@ -59,6 +61,7 @@ impl RetryPolicy {
             base_delay: DEFAULT_BASE_DELAY,
             max_delay: DEFAULT_MAX_DELAY,
             lease: DEFAULT_LEASE,
+            lease_grace: DEFAULT_LEASE_GRACE,
         }
     }
 
@@ -196,7 +199,7 @@ impl CopyEngine {
         let now = now_secs();
         let owner = lease_owner();
         let lease = stop.map_or(self.policy.lease, |stop| {
-            stop.saturating_duration_since(Instant::now()) + LEASE_GRACE
+            stop.saturating_duration_since(Instant::now()) + self.policy.lease_grace
         });
         let item = match self
             .assets
@@ -288,6 +291,16 @@ impl CopyEngine {
     }
 
     async fn transfer(&self, item: &AssetItem, stop: Option<Instant>) -> Result<Written> {
+        // An earlier attempt may have uploaded the file and then lost its write-back: take
+        // that copy rather than upload the same bytes twice.
+        if let Some(written) = self
+            .sink
+            .existing(&item.s3_key, &without_query(&item.source_url))
+            .await?
+        {
+            info!(task_id = %item.task_id, sk = %item.sk, "found a complete earlier copy");
+            return Ok(written);
+        }
         let open = self.source.open(&item.source_url);
         let mut download = match stop {
             None => open.await?,
@@ -541,6 +554,7 @@ mod tests {
             base_delay: Duration::from_secs(10),
             max_delay: Duration::from_secs(60),
             lease: DEFAULT_LEASE,
+            lease_grace: DEFAULT_LEASE_GRACE,
         };
         let waits: Vec<u64> = (1..=5).map(|a| policy.backoff(a).as_secs()).collect();
         assert_eq!(waits, vec![10, 20, 40, 60, 60]);

@@ -41,6 +41,7 @@ pub fn fast_policy(max_attempts: u32) -> RetryPolicy {
         base_delay: Duration::ZERO,
         max_delay: Duration::ZERO,
         lease: Duration::from_secs(900),
+        lease_grace: musicgpt_webhook::copy::DEFAULT_LEASE_GRACE,
     }
 }
 

@@ -194,6 +194,10 @@ fn record(stats: &Mutex<ProxyStats>, request: &Request, response: &Request) {
         .map_or("", |(_, k)| k)
         .to_owned();
     let has_upload_id = query.split('&').any(|p| p.starts_with("uploadId="));
+    // CopyObject (metadata rewrite) is a PUT too, but uploads nothing.
+    if request.header("x-amz-copy-source").is_some() {
+        return;
+    }
     match method {
         "PUT" if !has_upload_id && !key.is_empty() => *stats.puts.entry(key).or_default() += 1,
         "POST" if has_upload_id => *stats.multipart_completions.entry(key).or_default() += 1,
