@@ -170,7 +170,7 @@ impl Callback {
         };
 
         let sources = match kind {
-            CallbackKind::Audio => audio_sources(&f, conversion_id.as_ref()),
+            CallbackKind::Audio => audio_sources(&f, conversion_id.as_ref(), &[]),
             CallbackKind::AlbumCover => cover_sources(&f),
             CallbackKind::Stems => stem_sources(&f, conversion_id.as_ref(), stem_maps),
             _ => Vec::new(),
@@ -230,7 +230,8 @@ fn bad(message: &str) -> Error {
     Error::BadCallback(message.to_owned())
 }
 
-fn audio_sources(f: &Fields, conversion: Option<&Id>) -> Vec<AssetSource> {
+/// `stem_fields` are the URL fields that held stem maps, not one file.
+fn audio_sources(f: &Fields, conversion: Option<&Id>, stem_fields: &[&str]) -> Vec<AssetSource> {
     let mut sources = Vec::new();
     // Earlier fields win when two name the same file (conversion_path and audio_url both mp3).
     let candidates = [
@@ -241,6 +242,9 @@ fn audio_sources(f: &Fields, conversion: Option<&Id>) -> Vec<AssetSource> {
         ("audio_url_wav", "wav"),
     ];
     for (field, default_ext) in candidates {
+        if stem_fields.contains(&field) {
+            continue;
+        }
         let Some(url) = f.text(field) else { continue };
         let ext = if default_ext == "wav" {
             "wav"
@@ -279,6 +283,10 @@ fn stem_sources(
     stem_maps: [Option<Vec<(Id, String)>>; 2],
 ) -> Vec<AssetSource> {
     let [mp3_map, wav_map] = stem_maps;
+    let stem_fields: Vec<&str> = [("audio_url", &mp3_map), ("audio_url_wav", &wav_map)]
+        .into_iter()
+        .filter_map(|(field, map)| map.is_some().then_some(field))
+        .collect();
     let mut sources = Vec::new();
     for (name, url) in mp3_map.unwrap_or_default() {
         let ext = extension_of(&url).unwrap_or("mp3");
@@ -304,7 +312,7 @@ fn stem_sources(
         );
     }
     // A stems callback may still carry a plain mix next to the maps.
-    for source in audio_sources(f, conversion) {
+    for source in audio_sources(f, conversion, &stem_fields) {
         push_unique(&mut sources, source.asset, source.url);
     }
     sources
@@ -422,5 +430,147 @@ impl Fields<'_> {
             }
         }
         Ok(Some(stems))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: &str) -> Result<Callback> {
+        Callback::parse(body.as_bytes(), Some("application/json"))
+    }
+
+    #[test]
+    fn documented_sample_is_a_completed_audio_with_one_mp3() {
+        let cb = parse(
+            r#"{"task_id":"t1","status":"COMPLETED","status_msg":"ok","conversion_type":"MUSIC_AI",
+            "audio_url":"https://musicgpt.s3.amazonaws.com/a.mp3","conversion_cost":1.25,
+            "createdAt":"2025-01-01T12:00:00Z","updatedAt":"2025-01-01T12:05:00Z"}"#,
+        )
+        .expect("valid");
+        assert_eq!(cb.kind, CallbackKind::Audio);
+        assert_eq!(cb.effective_status().as_deref(), Some("COMPLETED"));
+        assert_eq!(cb.message.as_deref(), Some("ok"));
+        assert_eq!(cb.cost, Some(1.25));
+        assert_eq!(cb.sources.len(), 1);
+        assert_eq!(cb.sources[0].asset.kind, AssetKind::Audio { ext: "mp3" });
+    }
+
+    #[test]
+    fn lyrics_inside_a_string_are_parsed_and_task_may_be_missing() {
+        let cb = parse(r#"{"subtype":"lyrics_timestamped","conversion_id":"c1","lyrics_timestamped":"[{\"index\":0,\"text\":\"x\",\"start\":1,\"end\":2}]"}"#)
+            .expect("valid");
+        assert_eq!(cb.kind, CallbackKind::LyricsTimestamped);
+        assert!(cb.task_id.is_none());
+        assert_eq!(
+            cb.lyrics_timestamped
+                .as_ref()
+                .and_then(|v| v[0]["end"].as_i64()),
+            Some(2)
+        );
+        assert!(
+            cb.effective_status().is_none(),
+            "lyrics say nothing about status"
+        );
+    }
+
+    #[test]
+    fn cover_without_subtype_is_recognised_by_its_fields() {
+        let cb = parse(r#"{"task_id":"t1","image_path":"https://musicgpt.s3.amazonaws.com/t1.jpeg","conversion_id_1":"c1","conversion_id_2":"c2"}"#)
+            .expect("valid");
+        assert_eq!(cb.kind, CallbackKind::AlbumCover);
+        assert_eq!(cb.related_conversion_ids.len(), 2);
+        assert_eq!(cb.sources[0].asset.kind, AssetKind::Cover { ext: "jpeg" });
+    }
+
+    #[test]
+    fn stems_as_values_or_strings_name_one_file_per_stem() {
+        let as_value = parse(r#"{"task_id":"t","conversion_id":"c","audio_url":{"vocals":"https://h/v.mp3","drums":"https://h/d.mp3"}}"#)
+            .expect("valid");
+        let as_string = parse(r#"{"task_id":"t","conversion_id":"c","audio_url":"{\"vocals\":\"https://h/v.mp3\",\"drums\":\"https://h/d.mp3\"}","conversion_cost":"0.5"}"#)
+            .expect("valid");
+        assert_eq!(as_value.kind, CallbackKind::Stems);
+        assert_eq!(as_value.sources, as_string.sources);
+        assert_eq!(as_string.sources.len(), 2);
+        assert_eq!(as_string.cost, Some(0.5));
+    }
+
+    #[test]
+    fn failures_carry_their_text_and_no_files() {
+        for body in [
+            r#"{"task_id":"t","success":false,"reason":"flagged","audio_url":"https://h/a.mp3"}"#,
+            r#"{"task_id":"t","status":"error","error":"flagged"}"#,
+        ] {
+            let cb = parse(body).expect("valid");
+            assert_eq!(cb.kind, CallbackKind::Failure, "{body}");
+            assert_eq!(cb.message.as_deref(), Some("flagged"));
+            assert!(cb.sources.is_empty());
+            assert!(matches!(
+                cb.effective_status().as_deref(),
+                Some("FAILED" | "ERROR")
+            ));
+        }
+    }
+
+    #[test]
+    fn unknown_subtypes_are_kept_without_files() {
+        let cb =
+            parse(r#"{"subtype":"music_ai_stream","task_id":"t","stream_url":"https://h/s.m3u8"}"#)
+                .expect("valid");
+        assert_eq!(cb.kind, CallbackKind::Other(Some("music_ai_stream".into())));
+        assert!(cb.canonical_json.contains("stream_url"));
+        assert!(cb.sources.is_empty());
+    }
+
+    #[test]
+    fn formatting_does_not_change_the_hash() {
+        let a = parse(r#"{"task_id":"t","title":"x"}"#).expect("valid");
+        let b = parse("{ \"title\" : \"x\",\n \"task_id\" : \"t\" }").expect("valid");
+        assert_eq!(a.sha256, b.sha256);
+    }
+
+    #[test]
+    fn form_bodies_are_fields_too() {
+        let cb = Callback::parse(
+            b"task_id=t1&conversion_path=https%3A%2F%2Flalals.s3.amazonaws.com%2Fc.mp3&success=true",
+            Some("application/x-www-form-urlencoded; charset=utf-8"),
+        )
+        .expect("valid");
+        assert_eq!(cb.kind, CallbackKind::Audio);
+        assert_eq!(cb.sources[0].url, "https://lalals.s3.amazonaws.com/c.mp3");
+    }
+
+    #[test]
+    fn problems_are_named() {
+        let cases = [
+            ("", "empty"),
+            ("[1]", "JSON object"),
+            ("{\"task_id\":", "not valid JSON"),
+            ("{}", "no usable id"),
+            (r#"{"task_id":"../etc"}"#, "task_id"),
+            (
+                r#"{"task_id":"t","conversion_id":{"a":1}}"#,
+                "conversion_id",
+            ),
+            (r#"{"task_id":"t","image_path":5}"#, "image_path"),
+            (
+                r#"{"task_id":"t","audio_url":{"a/b":"https://h/x"}}"#,
+                "stem name",
+            ),
+        ];
+        for (body, expected) in cases {
+            let err = parse(body).expect_err(body).to_string();
+            assert!(err.contains(expected), "{body}: {err}");
+        }
+    }
+
+    #[test]
+    fn too_many_files_are_refused() {
+        let stems: Map<String, Value> = (0..41)
+            .map(|i| (format!("s{i}"), Value::String(format!("https://h/{i}.mp3"))))
+            .collect();
+        let body = serde_json::json!({ "task_id": "t", "audio_url": stems }).to_string();
+        assert!(parse(&body).is_err());
     }
 }

@@ -26,13 +26,16 @@ use crate::error::{Error, Result};
 use crate::http::AfterRecord;
 use crate::ingest::Outcome;
 use crate::keys;
+use crate::musicgpt::MusicGptApi;
 use crate::sink::{ObjectSpec, S3Sink, Written, content_type_for};
 use crate::source::Source;
+use crate::store::TaskStore;
+use crate::verify::{Verdict, Verifier};
 
 /// Longest `last_error` kept on an item.
 const MAX_ERROR_CHARS: usize = 500;
 /// A lease outlives the caller's time budget by this much, covering the final write-back.
-const LEASE_GRACE: Duration = Duration::from_secs(60);
+pub const DEFAULT_LEASE_GRACE: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
@@ -42,6 +45,8 @@ pub struct RetryPolicy {
     pub max_delay: Duration,
     /// Lease taken when the caller gives no time budget.
     pub lease: Duration,
+    /// How long a lease outlives the caller's time budget, covering the final write-back.
+    pub lease_grace: Duration,
 }
 
 pub const DEFAULT_BASE_DELAY: Duration = Duration::from_secs(10);
@@ -56,6 +61,7 @@ impl RetryPolicy {
             base_delay: DEFAULT_BASE_DELAY,
             max_delay: DEFAULT_MAX_DELAY,
             lease: DEFAULT_LEASE,
+            lease_grace: DEFAULT_LEASE_GRACE,
         }
     }
 
@@ -141,6 +147,7 @@ pub struct CopyEngine {
     source: Source,
     sink: S3Sink,
     policy: RetryPolicy,
+    verifier: Option<Verifier>,
 }
 
 impl CopyEngine {
@@ -150,18 +157,36 @@ impl CopyEngine {
             source,
             sink,
             policy,
+            verifier: None,
         }
+    }
+
+    /// Confirms every asset with MusicGPT's byId before downloading it.
+    pub fn with_verifier(mut self, verifier: Verifier) -> Self {
+        self.verifier = Some(verifier);
+        self
     }
 
     /// The engine as the binaries run it: the table, `BUCKET_NAME`, the source guard.
     pub fn from_config(config: &Config, sdk: &SdkConfig) -> Result<CopyEngine> {
         let bucket = config.require_bucket()?;
-        Ok(CopyEngine::new(
-            AssetTable::new(aws::dynamodb_client(sdk), &config.table_name),
+        let dynamodb = aws::dynamodb_client(sdk);
+        let engine = CopyEngine::new(
+            AssetTable::new(dynamodb.clone(), &config.table_name),
             Source::from_config(&config.copy)?,
             S3Sink::new(aws::s3_client(sdk), bucket),
             RetryPolicy::from_config(&config.copy),
-        ))
+        );
+        Ok(match &config.musicgpt {
+            Some(musicgpt) => {
+                let api = MusicGptApi::new(&musicgpt.api_url, &musicgpt.api_key)?;
+                engine.with_verifier(Verifier::new(
+                    api,
+                    TaskStore::new(dynamodb, &config.table_name),
+                ))
+            }
+            None => engine,
+        })
     }
 
     pub fn assets(&self) -> &AssetTable {
@@ -177,7 +202,7 @@ impl CopyEngine {
         let now = now_secs();
         let owner = lease_owner();
         let lease = stop.map_or(self.policy.lease, |stop| {
-            stop.saturating_duration_since(Instant::now()) + LEASE_GRACE
+            stop.saturating_duration_since(Instant::now()) + self.policy.lease_grace
         });
         let item = match self
             .assets
@@ -195,6 +220,9 @@ impl CopyEngine {
                 });
             }
         };
+        if let Some(outcome) = self.verify(asset, &owner, &item, now).await? {
+            return Ok(outcome);
+        }
         let started = std::time::Instant::now();
         let result = self.transfer(&item, stop).await;
         let outcome = self.settle(asset, &owner, &item, result).await?;
@@ -212,7 +240,70 @@ impl CopyEngine {
         Ok(outcome)
     }
 
+    /// `Some` when verification settles the attempt without a download: FAILED as unverified,
+    /// or postponed because MusicGPT could not answer (that never counts as an attempt).
+    async fn verify(
+        &self,
+        asset: &AssetKey,
+        owner: &str,
+        item: &AssetItem,
+        now: u64,
+    ) -> Result<Option<CopyOutcome>> {
+        let Some(verifier) = &self.verifier else {
+            return Ok(None);
+        };
+        let (kept, outcome) = match verifier.check(item).await {
+            Ok(Verdict::Verified) => return Ok(None),
+            Ok(Verdict::Unverified(why)) => {
+                let reason = format!("unverified: {why}");
+                let kept = self
+                    .assets
+                    .mark_failed(asset, owner, item.attempts, &reason, now)
+                    .await?;
+                (
+                    kept,
+                    CopyOutcome::Failed {
+                        attempts: item.attempts,
+                        reason,
+                    },
+                )
+            }
+            Err(err) => {
+                let next_try_at = now + self.policy.backoff(1).as_secs();
+                let error = truncate(&format!("verification postponed: {err}"));
+                let kept = self
+                    .assets
+                    .mark_retry(asset, owner, item.attempts, &error, next_try_at, now)
+                    .await?;
+                (
+                    kept,
+                    CopyOutcome::RetryAt {
+                        attempts: item.attempts,
+                        next_try_at,
+                        error,
+                    },
+                )
+            }
+        };
+        warn!(task_id = %item.task_id, sk = %item.sk, outcome = outcome.label(), error = ?outcome_error(&outcome), "asset not verified");
+        Ok(Some(if kept {
+            outcome
+        } else {
+            CopyOutcome::LeaseLost
+        }))
+    }
+
     async fn transfer(&self, item: &AssetItem, stop: Option<Instant>) -> Result<Written> {
+        // An earlier attempt may have uploaded the file and then lost its write-back: take
+        // that copy rather than upload the same bytes twice.
+        if let Some(written) = self
+            .sink
+            .existing(&item.s3_key, &without_query(&item.source_url))
+            .await?
+        {
+            info!(task_id = %item.task_id, sk = %item.sk, "found a complete earlier copy");
+            return Ok(written);
+        }
         let open = self.source.open(&item.source_url);
         let mut download = match stop {
             None => open.await?,
@@ -466,6 +557,7 @@ mod tests {
             base_delay: Duration::from_secs(10),
             max_delay: Duration::from_secs(60),
             lease: DEFAULT_LEASE,
+            lease_grace: DEFAULT_LEASE_GRACE,
         };
         let waits: Vec<u64> = (1..=5).map(|a| policy.backoff(a).as_secs()).collect();
         assert_eq!(waits, vec![10, 20, 40, 60, 60]);

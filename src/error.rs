@@ -46,6 +46,14 @@ pub enum Error {
     /// The time budget ran out mid-copy; the copy was stopped cleanly and nothing was stored.
     #[error("out of time: {0}")]
     OutOfTime(String),
+
+    /// MusicGPT's API is busy or down (429, 5xx, network): ask again later.
+    #[error("musicgpt: {0}")]
+    Provider(String),
+
+    /// MusicGPT's API refused the request in a way that will not change.
+    #[error("musicgpt: {0}")]
+    ProviderRejected(String),
 }
 
 impl Error {
@@ -53,7 +61,11 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Error::Storage(_) | Error::Source(_) | Error::Sink(_) | Error::OutOfTime(_)
+            Error::Storage(_)
+                | Error::Source(_)
+                | Error::Sink(_)
+                | Error::OutOfTime(_)
+                | Error::Provider(_)
         )
     }
 }

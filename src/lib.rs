@@ -4,6 +4,7 @@
 pub mod assets;
 pub mod aws;
 pub mod callback;
+pub mod cli;
 pub mod config;
 pub mod copier;
 pub mod copy;
@@ -12,11 +13,15 @@ pub mod http;
 pub mod ids;
 pub mod ingest;
 pub mod keys;
+pub mod musicgpt;
+pub mod reconcile;
 pub mod records;
 pub mod sink;
 pub mod source;
 pub mod store;
+pub mod submit;
 pub mod telemetry;
 pub mod token;
+pub mod verify;
 
 pub use error::{Error, Result};

@@ -67,6 +67,46 @@ impl S3Sink {
         &self.bucket
     }
 
+    /// A complete earlier copy of `source_url` at `key`, if there is one: an attempt whose
+    /// upload finished but whose STORED write-back was lost. Only the sink writes `sha256`
+    /// metadata, and only on an object whose every byte was verified, so it is trusted as is.
+    pub async fn existing(&self, key: &str, source_url: &str) -> Result<Option<Written>> {
+        let head = match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(head) => head,
+            Err(err) => {
+                let service = err.into_service_error();
+                if service.is_not_found() {
+                    return Ok(None);
+                }
+                return Err(Error::Sink(format!("HeadObject: {}", sdk_message(service))));
+            }
+        };
+        let metadata = head.metadata();
+        let meta = |name: &str| metadata.and_then(|m| m.get(name)).map(String::as_str);
+        match (
+            meta("sha256"),
+            meta("source-url"),
+            head.content_length(),
+            head.e_tag(),
+        ) {
+            (Some(sha256), Some(url), Some(size), Some(etag)) if url == source_url && size >= 0 => {
+                Ok(Some(Written {
+                    etag: etag.to_owned(),
+                    size: size as u64,
+                    sha256: sha256.to_owned(),
+                }))
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// Streams `body` into `spec.key`. The object appears only once the body has been read to
     /// its verified end; past `stop`, the copy is abandoned and its upload aborted.
     pub async fn write(

@@ -437,3 +437,41 @@ async fn running_out_of_time_releases_the_asset_without_counting_an_attempt() {
     }
     assert_eq!(kit.open_uploads().await, 0);
 }
+
+#[tokio::test]
+async fn a_lost_write_back_does_not_upload_the_file_again() {
+    let kit = Kit::new().await;
+    let asset = kit.asset("/ok/3000/lost-write-back").await;
+    let first = kit.engine.copy(&asset, None).await.expect("copy");
+    assert!(matches!(first, CopyOutcome::Stored { .. }), "{first:?}");
+    // The upload finished but its STORED write-back was lost: the item is PENDING again.
+    support::dynamo()
+        .await
+        .update_item()
+        .table_name(&kit.table)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(asset.pk.clone()),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S(asset.sk.clone()),
+        )
+        .update_expression("SET #s = :p")
+        .expression_attribute_names("#s", "state")
+        .expression_attribute_values(
+            ":p",
+            aws_sdk_dynamodb::types::AttributeValue::S("PENDING".into()),
+        )
+        .send()
+        .await
+        .expect("reset the item");
+    let second = kit.engine.copy(&asset, None).await.expect("copy");
+    assert_eq!(second, first, "the earlier copy is taken as it is");
+    assert_eq!(
+        kit.server.hits("/ok/3000/lost-write-back"),
+        1,
+        "downloaded once"
+    );
+    assert_eq!(kit.item(&asset).await.state, "STORED");
+}

@@ -50,6 +50,7 @@ fn cover() -> AssetKey {
 async fn record(kit: &Kit, body: serde_json::Value) {
     let callback = Callback::parse(body.to_string().as_bytes(), None).expect("valid callback");
     kit.ingest
+        .recorder()
         .record(&callback, now_secs())
         .await
         .expect("record the callback");

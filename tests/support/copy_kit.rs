@@ -10,7 +10,7 @@ use aws_sdk_s3::operation::head_object::HeadObjectOutput;
 use musicgpt_webhook::assets::{AssetItem, AssetKey, AssetTable};
 use musicgpt_webhook::callback::Callback;
 use musicgpt_webhook::copy::{CopyEngine, RetryPolicy};
-use musicgpt_webhook::ingest::Ingest;
+use musicgpt_webhook::ingest::{Ingest, Recorder};
 use musicgpt_webhook::keys::KeyPrefix;
 use musicgpt_webhook::sink::S3Sink;
 use musicgpt_webhook::source::{Source, SourceGuard, SourceOptions};
@@ -41,6 +41,7 @@ pub fn fast_policy(max_attempts: u32) -> RetryPolicy {
         base_delay: Duration::ZERO,
         max_delay: Duration::ZERO,
         lease: Duration::from_secs(900),
+        lease_grace: musicgpt_webhook::copy::DEFAULT_LEASE_GRACE,
     }
 }
 
@@ -99,12 +100,12 @@ impl KitBuilder {
             S3Sink::new(s3.clone(), &bucket),
             self.policy,
         );
-        let ingest = Ingest::new(
-            WebhookTokens::parse(TOKEN).expect("test token"),
+        let recorder = Recorder::new(
             TaskStore::new(dynamo, &table),
             KeyPrefix::parse(PREFIX).expect("test prefix"),
             Duration::from_secs(86_400),
         );
+        let ingest = Ingest::new(WebhookTokens::parse(TOKEN).expect("test token"), recorder);
         Kit {
             table,
             bucket,
@@ -153,6 +154,7 @@ impl Kit {
             Callback::parse(body.to_string().as_bytes(), None).expect("valid test callback");
         assert_eq!(callback.sources.len(), 1, "one file in the test callback");
         self.ingest
+            .recorder()
             .record(&callback, now_secs())
             .await
             .expect("record the callback");

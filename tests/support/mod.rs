@@ -4,6 +4,9 @@
 //! Each test file includes this with `mod support;`; not every file uses every helper.
 #![allow(dead_code)]
 
+pub mod fault_proxy;
+pub mod musicgpt;
+
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -40,9 +43,14 @@ pub fn endpoint() -> String {
 /// SDK configuration for the emulator. Built by hand rather than with `aws_config::defaults`
 /// so that the developer's AWS profile and environment variables cannot leak into tests.
 pub async fn sdk_config() -> SdkConfig {
+    sdk_config_for(&endpoint())
+}
+
+/// The same, for another endpoint in front of moto (the fault proxy).
+pub fn sdk_config_for(endpoint: &str) -> SdkConfig {
     SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(endpoint())
+        .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
         .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
             "testing", "testing", None, None, "moto",
@@ -59,7 +67,11 @@ pub async fn dynamo() -> aws_sdk_dynamodb::Client {
 /// S3 client for the emulator: path-style addressing (no bucket DNS names on loopback) and
 /// checksums only where the API requires them, as DESIGN.md advises for emulators.
 pub async fn s3() -> aws_sdk_s3::Client {
-    let config = aws_sdk_s3::config::Builder::from(&sdk_config().await)
+    s3_for(&sdk_config().await)
+}
+
+pub fn s3_for(sdk: &SdkConfig) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::config::Builder::from(sdk)
         .force_path_style(true)
         .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
         .build();
@@ -180,10 +192,17 @@ fn start_moto() -> Moto {
         .join(format!("moto_server-{}.log", std::process::id()));
     let log = std::fs::File::create(&log_path).expect("create the moto_server log file");
     let guard_script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/moto_guard.py");
+    // moto_atomic.py runs moto's app with DynamoDB requests made atomic, as the real
+    // service's are; it needs the Python that moto_server was installed into.
+    let atomic_script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/moto_atomic.py");
+    let moto_python = Some(moto_server.with_file_name("python"))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("python3"));
     let mut guard = Command::new("python3")
         .arg(&guard_script)
-        .arg(&moto_server)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .arg(&moto_python)
+        .arg(&atomic_script)
+        .args(["127.0.0.1", &port.to_string()])
         .stdin(Stdio::piped())
         .stdout(log.try_clone().expect("clone the log file handle"))
         .stderr(log)
