@@ -17,12 +17,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use musicgpt_webhook::assets::{AssetKey, AssetTable};
 use musicgpt_webhook::callback::Callback;
 use musicgpt_webhook::copy::{CopyEngine, CopyOutcome, RetryPolicy};
-use musicgpt_webhook::ingest::Ingest;
+use musicgpt_webhook::ingest::Recorder;
 use musicgpt_webhook::keys::KeyPrefix;
 use musicgpt_webhook::sink::S3Sink;
 use musicgpt_webhook::source::{Source, SourceGuard, SourceOptions};
 use musicgpt_webhook::store::TaskStore;
-use musicgpt_webhook::token::WebhookTokens;
 
 const MIB: u64 = 1024 * 1024;
 
@@ -99,10 +98,10 @@ async fn run(len: u64) {
             base_delay: Duration::ZERO,
             max_delay: Duration::ZERO,
             lease: Duration::from_secs(3600),
+            lease_grace: Duration::from_secs(60),
         },
     );
-    let ingest = Ingest::new(
-        WebhookTokens::parse("bench-token-0123456789abcdef").expect("token"),
+    let recorder = Recorder::new(
         TaskStore::new(dynamo, &table),
         KeyPrefix::default(),
         Duration::from_secs(86_400),
@@ -118,7 +117,7 @@ async fn run(len: u64) {
         .duration_since(UNIX_EPOCH)
         .expect("clock")
         .as_secs();
-    ingest.record(&callback, now).await.expect("record");
+    recorder.record(&callback, now).await.expect("record");
     let task = callback
         .task_id
         .as_ref()
