@@ -5,7 +5,7 @@ VENV := .venv
 # requirements-dev.txt changes.
 VENV_STAMP := $(VENV)/.requirements-dev.stamp
 
-.PHONY: venv test lint
+.PHONY: venv test lint bench-copy
 
 venv: $(VENV_STAMP)
 
@@ -21,3 +21,7 @@ test: venv
 lint:
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
+
+# Copies a generated 1 GiB file into moto's S3; prints throughput and peak RSS (BENCH_MIB=n for another size).
+bench-copy: venv
+	cargo bench --bench copy_memory

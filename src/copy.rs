@@ -196,6 +196,9 @@ impl CopyEngine {
     /// One attempt at one asset. `stop` bounds the attempt (the caller's deadline); past it the
     /// copy is abandoned cleanly. `Err` only when DynamoDB fails.
     pub async fn copy(&self, asset: &AssetKey, stop: Option<Instant>) -> Result<CopyOutcome> {
+        if stop.is_some_and(|stop| stop <= Instant::now()) {
+            return Ok(CopyOutcome::Interrupted);
+        }
         let now = now_secs();
         let owner = lease_owner();
         let lease = stop.map_or(self.policy.lease, |stop| {

@@ -21,6 +21,8 @@ use crate::error::{Error, Result, sdk_message};
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
 /// S3's limit; with 8 MiB parts, 80 GiB, far above any sane `MAX_ASSET_BYTES`.
 const MAX_PARTS: i32 = 10_000;
+/// The largest object CopyObject takes in one request (S3's limit).
+const COPY_OBJECT_MAX_BYTES: u64 = 5 * 1024 * 1024 * 1024;
 /// Cleaning up must not depend on the time budget that has just run out.
 const ABORT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -198,7 +200,8 @@ impl S3Sink {
             }
             current = next;
         }
-        self.client
+        let completed = self
+            .client
             .complete_multipart_upload()
             .bucket(&self.bucket)
             .key(&spec.key)
@@ -212,7 +215,13 @@ impl S3Sink {
             .await
             .map_err(|e| Error::Sink(format!("CompleteMultipartUpload: {}", sdk_message(e))))?;
         let sha256 = reader.sha256_hex();
-        let etag = self.add_sha256(spec, &sha256).await?;
+        let etag = if reader.size <= COPY_OBJECT_MAX_BYTES {
+            self.add_sha256(spec, &sha256).await?
+        } else {
+            // Too large to copy in one request: the hash stays in the table only.
+            warn!(key = %spec.key, size = reader.size, "object too large to add sha256 metadata");
+            completed.e_tag().unwrap_or_default().to_owned()
+        };
         Ok(Written {
             etag,
             size: reader.size,
