@@ -253,37 +253,34 @@ impl AssetTable {
 
     /// The PENDING assets of one task, for copying them right after their callback.
     pub async fn pending_in_task(&self, task_pk: &str) -> Result<Vec<AssetKey>> {
-        let mut keys = Vec::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :asset)")
-                .filter_expression("#state = :pending")
-                .expression_attribute_names("#state", "state")
-                .expression_attribute_values(":pk", s(task_pk))
-                .expression_attribute_values(":asset", s(keys::ASSET_SK_PREFIX))
-                .expression_attribute_values(":pending", s(ASSET_PENDING))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| Error::Storage(sdk_message(e)))?;
-            for item in out.items.unwrap_or_default() {
-                let listed: Listed = serde_dynamo::from_item(item)
-                    .map_err(|e| Error::Storage(format!("unreadable asset key: {e}")))?;
-                keys.push(AssetKey {
-                    pk: listed.pk,
-                    sk: listed.sk,
-                });
-            }
-            match out.last_evaluated_key {
-                Some(next) if !next.is_empty() => start = Some(next),
-                _ => return Ok(keys),
-            }
-        }
+        let items = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :asset)")
+            .filter_expression("#state = :pending")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":pk", s(task_pk))
+            .expression_attribute_values(":asset", s(keys::ASSET_SK_PREFIX))
+            .expression_attribute_values(":pending", s(ASSET_PENDING))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| Error::Storage(sdk_message(e)))?;
+        items
+            .into_iter()
+            .map(|item| {
+                serde_dynamo::from_item::<_, Listed>(item)
+                    .map(|listed| AssetKey {
+                        pk: listed.pk,
+                        sk: listed.sk,
+                    })
+                    .map_err(|e| Error::Storage(format!("unreadable asset key: {e}")))
+            })
+            .collect()
     }
 
     async fn under_lease(
