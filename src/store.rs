@@ -275,8 +275,9 @@ impl TaskStore {
     }
 
     /// The UpdateItem expression for one write: `SET` for owned and guarded fields,
-    /// `if_not_exists` for shared ones, `ADD` for counters.
-    fn update(&self, w: &ItemWrite) -> Result<Update> {
+    /// `if_not_exists` for shared ones, `ADD` for counters. Public so the ingest benchmark
+    /// can send exactly these requests bare, as the floor the handler is measured against.
+    pub fn update(&self, w: &ItemWrite) -> Result<Update> {
         let mut names = HashMap::new();
         let mut values = HashMap::new();
         let mut sets = Vec::new();
