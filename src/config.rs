@@ -118,6 +118,49 @@ pub fn webhook_tokens(vars: &impl Vars) -> Result<WebhookTokens> {
     WebhookTokens::parse(&raw).map_err(|why| invalid("WEBHOOK_TOKENS", &why))
 }
 
+/// MusicGPT's API, used when `MUSICGPT_API_KEY` is set: verification, submission,
+/// reconciliation. The key's `Debug` is redacted so it never reaches a log.
+#[derive(Clone)]
+pub struct MusicGptConfig {
+    pub api_url: String,
+    pub api_key: String,
+}
+
+impl std::fmt::Debug for MusicGptConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "MusicGptConfig {{ api_url: {:?}, api_key: <redacted> }}",
+            self.api_url
+        )
+    }
+}
+
+pub fn musicgpt(vars: &impl Vars) -> Result<Option<MusicGptConfig>> {
+    let Some(api_key) = optional(vars, "MUSICGPT_API_KEY") else {
+        return Ok(None);
+    };
+    let api_url = optional(vars, "MUSICGPT_API_URL")
+        .unwrap_or_else(|| crate::musicgpt::DEFAULT_API_URL.to_owned());
+    if !(api_url.starts_with("https://") || api_url.starts_with("http://")) {
+        return Err(invalid("MUSICGPT_API_URL", "must be an http(s) URL"));
+    }
+    Ok(Some(MusicGptConfig { api_url, api_key }))
+}
+
+/// The reconciler's settings: `RECONCILE_GRACE_MINUTES` (15), `RECONCILE_MAX_LOOKUPS` (100),
+/// `MUSICGPT_RATE_PER_MINUTE` (200, MusicGPT's byId limit).
+pub fn reconcile_settings(vars: &impl Vars) -> Result<crate::reconcile::ReconcileSettings> {
+    let grace_minutes: u64 = number(vars, "RECONCILE_GRACE_MINUTES", 15)?;
+    let max_lookups: usize = number(vars, "RECONCILE_MAX_LOOKUPS", 100)?;
+    let rate: u64 = number(vars, "MUSICGPT_RATE_PER_MINUTE", 200)?;
+    Ok(crate::reconcile::ReconcileSettings {
+        grace: Duration::from_secs(grace_minutes * 60),
+        max_lookups,
+        min_interval: Duration::from_millis(60_000 / rate.max(1)),
+    })
+}
+
 fn optional(vars: &impl Vars, name: &str) -> Option<String> {
     vars.var(name)
         .map(|v| v.trim().to_owned())
@@ -154,6 +197,15 @@ mod tests {
         assert_eq!(config.copy.source_hosts.len(), 2);
         let err = Config::from_vars(&HashMap::new()).expect_err("no table");
         assert!(err.to_string().contains("TABLE_NAME"), "{err}");
+    }
+
+    #[test]
+    fn musicgpt_is_optional_and_its_key_is_never_printed() {
+        assert!(musicgpt(&HashMap::new()).expect("valid").is_none());
+        let vars = HashMap::from([("MUSICGPT_API_KEY", "sk-very-secret")]);
+        let config = musicgpt(&vars).expect("valid").expect("configured");
+        assert_eq!(config.api_url, "https://api.musicgpt.com");
+        assert!(!format!("{config:?}").contains("sk-very-secret"));
     }
 
     #[test]

@@ -42,12 +42,23 @@ pub enum Error {
     /// S3 failed while writing the copy.
     #[error("sink: {0}")]
     Sink(String),
+
+    /// MusicGPT's API is busy or down (429, 5xx, network): ask again later.
+    #[error("musicgpt: {0}")]
+    Provider(String),
+
+    /// MusicGPT's API refused the request in a way that will not change.
+    #[error("musicgpt: {0}")]
+    ProviderRejected(String),
 }
 
 impl Error {
     /// Whether trying the same thing again later may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Storage(_) | Error::Source(_) | Error::Sink(_))
+        matches!(
+            self,
+            Error::Storage(_) | Error::Source(_) | Error::Sink(_) | Error::Provider(_)
+        )
     }
 }
 

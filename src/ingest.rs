@@ -58,31 +58,28 @@ impl Outcome {
     }
 }
 
+/// The webhook use case: a token check in front of the recorder.
 #[derive(Clone)]
 pub struct Ingest {
     tokens: WebhookTokens,
+    recorder: Recorder,
+}
+
+/// Records parsed callbacks, whoever got them: the webhook, the reconciler, a submission.
+#[derive(Clone)]
+pub struct Recorder {
     store: TaskStore,
     key_prefix: KeyPrefix,
     retention_secs: u64,
 }
 
 impl Ingest {
-    pub fn new(
-        tokens: WebhookTokens,
-        store: TaskStore,
-        key_prefix: KeyPrefix,
-        retention: Duration,
-    ) -> Ingest {
-        Ingest {
-            tokens,
-            store,
-            key_prefix,
-            retention_secs: retention.as_secs(),
-        }
+    pub fn new(tokens: WebhookTokens, recorder: Recorder) -> Ingest {
+        Ingest { tokens, recorder }
     }
 
-    pub fn store(&self) -> &TaskStore {
-        &self.store
+    pub fn recorder(&self) -> &Recorder {
+        &self.recorder
     }
 
     /// Checks in this order so that nothing about the endpoint leaks to a caller without the
@@ -112,7 +109,7 @@ impl Ingest {
                 callback.canonical_json.len()
             )));
         }
-        let outcome = self.record(&callback, now).await?;
+        let outcome = self.recorder.record(&callback, now).await?;
         info!(
             outcome = outcome.label(),
             kind = callback.kind.label(),
@@ -123,6 +120,20 @@ impl Ingest {
             "callback handled"
         );
         Ok((callback, outcome))
+    }
+}
+
+impl Recorder {
+    pub fn new(store: TaskStore, key_prefix: KeyPrefix, retention: Duration) -> Recorder {
+        Recorder {
+            store,
+            key_prefix,
+            retention_secs: retention.as_secs(),
+        }
+    }
+
+    pub fn store(&self) -> &TaskStore {
+        &self.store
     }
 
     /// Records a parsed callback. Safe to call any number of times, in any order.

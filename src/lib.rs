@@ -3,14 +3,18 @@
 
 pub mod aws;
 pub mod callback;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod http;
 pub mod ids;
 pub mod ingest;
 pub mod keys;
+pub mod musicgpt;
+pub mod reconcile;
 pub mod records;
 pub mod store;
+pub mod submit;
 pub mod telemetry;
 pub mod token;
 

@@ -85,6 +85,7 @@ pub struct RecordContext {
 /// sender's `updatedAt`, then the status rank, then the callback hash as a last tiebreak.
 pub fn status_order(status: &str, updated_at: Option<&str>, sha256: &str) -> String {
     let (terminal, rank) = match status {
+        "SUBMITTED" => (0, 0),
         "IN_QUEUE" => (0, 1),
         "PENDING" => (0, 2),
         "PROCESSING" | "IN_PROGRESS" => (0, 3),
@@ -117,7 +118,7 @@ pub fn callback_writes(
             cb.conversion_type.as_ref().map(|v| json!(v)),
         );
     task_item.add.push(("callback_count", 1));
-    if cb.kind == CallbackKind::AlbumCover && !cb.related_conversion_ids.is_empty() {
+    if !cb.related_conversion_ids.is_empty() {
         task_item = task_item.set("conversion_ids", json!(cb.related_conversion_ids));
     }
     if cb.conversion_id.is_none() {

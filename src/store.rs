@@ -213,6 +213,77 @@ impl TaskStore {
         }
     }
 
+    /// Tasks that need a look: registered (SUBMITTED) before `cutoff` with no status since, or
+    /// with an asset still PENDING whose next try was due before `cutoff`. A filtered scan:
+    /// it reads the whole table, which is fine for the sizes this serves every 15 minutes.
+    pub async fn due_tasks(&self, cutoff: u64) -> Result<Vec<Id>> {
+        let mut tasks: Vec<Id> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression(
+                    "(item_type = :task AND #status = :submitted AND created_at <= :cutoff) \
+                     OR (item_type = :asset AND #state = :pending AND next_try_at <= :cutoff)",
+                )
+                .projection_expression("task_id")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_names("#state", "state")
+                .expression_attribute_values(":task", AttributeValue::S("TASK".into()))
+                .expression_attribute_values(
+                    ":submitted",
+                    AttributeValue::S(crate::submit::SUBMITTED.into()),
+                )
+                .expression_attribute_values(":asset", AttributeValue::S("ASSET".into()))
+                .expression_attribute_values(
+                    ":pending",
+                    AttributeValue::S(crate::records::ASSET_PENDING.into()),
+                )
+                .expression_attribute_values(":cutoff", AttributeValue::N(cutoff.to_string()))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| Error::Storage(sdk_message(e)))?;
+            for item in out.items.unwrap_or_default() {
+                let found: LinkItem = serde_dynamo::from_item(item)
+                    .map_err(|e| Error::Storage(format!("unreadable item: {e}")))?;
+                if let Some(task) = found.task_id.as_deref().and_then(Id::parse)
+                    && seen.insert(task.clone())
+                {
+                    tasks.push(task);
+                }
+            }
+            match out.last_evaluated_key {
+                Some(next) if !next.is_empty() => start = Some(next),
+                _ => return Ok(tasks),
+            }
+        }
+    }
+
+    /// The conversion type a task was submitted or reported with, if any.
+    pub async fn task_conversion_type(&self, task: &Id) -> Result<Option<String>> {
+        #[derive(Deserialize)]
+        struct TaskType {
+            conversion_type: Option<String>,
+        }
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&keys::task_pk(task), keys::TASK_SK)))
+            .projection_expression("conversion_type")
+            .send()
+            .await
+            .map_err(|e| Error::Storage(sdk_message(e)))?;
+        Ok(out
+            .item
+            .and_then(|item| serde_dynamo::from_item::<_, TaskType>(item).ok())
+            .and_then(|t| t.conversion_type))
+    }
+
     /// The UpdateItem expression for one write: `SET` for owned and guarded fields,
     /// `if_not_exists` for shared ones, `ADD` for counters.
     fn update(&self, w: &ItemWrite) -> Result<Update> {

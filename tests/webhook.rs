@@ -9,7 +9,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 use lambda_http::{Body, Request};
 use musicgpt_webhook::http::Webhook;
-use musicgpt_webhook::ingest::{Delivery, Ingest, Outcome};
+use musicgpt_webhook::ingest::{Delivery, Ingest, Outcome, Recorder};
 use musicgpt_webhook::keys::KeyPrefix;
 use musicgpt_webhook::store::TaskStore;
 use musicgpt_webhook::token::WebhookTokens;
@@ -28,7 +28,10 @@ async fn ingest_for(table: &str) -> Ingest {
     let tokens = WebhookTokens::parse(&format!("{TOKEN},{ROTATED_TOKEN}")).expect("test tokens");
     let store = TaskStore::new(support::dynamo().await, table);
     let prefix = KeyPrefix::parse("music").expect("prefix");
-    Ingest::new(tokens, store, prefix, Duration::from_secs(90 * 86_400))
+    Ingest::new(
+        tokens,
+        Recorder::new(store, prefix, Duration::from_secs(90 * 86_400)),
+    )
 }
 
 async fn webhook_for(table: &str) -> Webhook {
@@ -41,7 +44,8 @@ fn event_text(name: &str) -> String {
 }
 
 fn event(name: &str) -> Request {
-    lambda_http::request::from_str(&event_text(name)).unwrap_or_else(|e| panic!("parsing {name}: {e}"))
+    lambda_http::request::from_str(&event_text(name))
+        .unwrap_or_else(|e| panic!("parsing {name}: {e}"))
 }
 
 /// The callback body inside an event, as MusicGPT sent it.
@@ -78,7 +82,10 @@ fn find<'a>(items: &'a [Item], pk: &str, sk: &str) -> &'a Item {
 }
 
 fn keys_of(items: &[Item]) -> Vec<(String, String)> {
-    items.iter().map(|i| (text(i, "pk").to_owned(), text(i, "sk").to_owned())).collect()
+    items
+        .iter()
+        .map(|i| (text(i, "pk").to_owned(), text(i, "sk").to_owned()))
+        .collect()
 }
 
 fn text<'a>(item: &'a Item, name: &str) -> &'a str {
@@ -96,7 +103,10 @@ fn number(item: &Item, name: &str) -> f64 {
 }
 
 fn count_with_prefix(items: &[Item], sk_prefix: &str) -> usize {
-    items.iter().filter(|i| text(i, "sk").starts_with(sk_prefix)).count()
+    items
+        .iter()
+        .filter(|i| text(i, "sk").starts_with(sk_prefix))
+        .count()
 }
 
 #[tokio::test]
@@ -118,10 +128,16 @@ async fn documented_sample_records_task_asset_and_raw_callback() {
     let asset = find(&items, &pk, "ASSET#audio#mp3");
     assert_eq!(text(asset, "state"), "PENDING");
     assert_eq!(text(asset, "s3_key"), format!("music/{task}/audio.mp3"));
-    assert_eq!(text(asset, "source_url"), "https://musicgpt.s3.amazonaws.com/audiofile.mp3");
+    assert_eq!(
+        text(asset, "source_url"),
+        "https://musicgpt.s3.amazonaws.com/audiofile.mp3"
+    );
     assert_eq!(number(asset, "attempts"), 0.0);
     assert_eq!(count_with_prefix(&items, "CALLBACK#"), 1);
-    let raw = items.iter().find(|i| text(i, "sk").starts_with("CALLBACK#")).expect("raw callback");
+    let raw = items
+        .iter()
+        .find(|i| text(i, "sk").starts_with("CALLBACK#"))
+        .expect("raw callback");
     let stored: Value = serde_json::from_str(text(raw, "body")).expect("stored body is JSON");
     let sent: Value = serde_json::from_str(&body_of("http-docs-sample.json")).expect("sample JSON");
     assert_eq!(stored, sent, "the raw callback is kept whole");
@@ -131,7 +147,11 @@ async fn documented_sample_records_task_asset_and_raw_callback() {
 #[tokio::test]
 async fn music_ai_audio_records_conversion_link_and_both_formats() {
     let table = support::fresh_table().await;
-    let (status, body) = call(&webhook_for(&table).await, event("http-music-ai-audio-1.json")).await;
+    let (status, body) = call(
+        &webhook_for(&table).await,
+        event("http-music-ai-audio-1.json"),
+    )
+    .await;
     assert_eq!((status, body["files"].as_u64()), (200, Some(2)), "{body}");
     let items = support::scan_all(&table).await;
     let pk = format!("TASK#{MUSIC_AI_TASK}");
@@ -139,27 +159,52 @@ async fn music_ai_audio_records_conversion_link_and_both_formats() {
     assert_eq!(text(conversion, "status"), "COMPLETED");
     assert!(number(conversion, "duration_seconds") > 0.0);
     assert!(!text(conversion, "title").is_empty());
-    assert!(matches!(conversion.get("lyrics_timestamped"), Some(AttributeValue::L(_))));
-    assert_eq!(text(find(&items, &format!("CONV#{C1}"), "LINK"), "task_id"), MUSIC_AI_TASK);
+    assert!(matches!(
+        conversion.get("lyrics_timestamped"),
+        Some(AttributeValue::L(_))
+    ));
+    assert_eq!(
+        text(find(&items, &format!("CONV#{C1}"), "LINK"), "task_id"),
+        MUSIC_AI_TASK
+    );
     let mp3 = find(&items, &pk, &format!("ASSET#{C1}#mp3"));
-    assert_eq!(text(mp3, "s3_key"), format!("music/{MUSIC_AI_TASK}/{C1}.mp3"));
+    assert_eq!(
+        text(mp3, "s3_key"),
+        format!("music/{MUSIC_AI_TASK}/{C1}.mp3")
+    );
     let wav = find(&items, &pk, &format!("ASSET#{C1}#wav"));
-    assert_eq!(text(wav, "s3_key"), format!("music/{MUSIC_AI_TASK}/{C1}.wav"));
+    assert_eq!(
+        text(wav, "s3_key"),
+        format!("music/{MUSIC_AI_TASK}/{C1}.wav")
+    );
     assert!(text(wav, "source_url").ends_with(".wav"));
 }
 
 #[tokio::test]
 async fn album_cover_links_both_songs_and_records_the_cover() {
     let table = support::fresh_table().await;
-    let (status, _) = call(&webhook_for(&table).await, event("http-music-ai-cover.json")).await;
+    let (status, _) = call(
+        &webhook_for(&table).await,
+        event("http-music-ai-cover.json"),
+    )
+    .await;
     assert_eq!(status, 200);
     let items = support::scan_all(&table).await;
     let pk = format!("TASK#{MUSIC_AI_TASK}");
     let cover = find(&items, &pk, &format!("ASSET#{MUSIC_AI_TASK}#cover"));
-    assert_eq!(text(cover, "s3_key"), format!("music/{MUSIC_AI_TASK}/cover.png"));
+    assert_eq!(
+        text(cover, "s3_key"),
+        format!("music/{MUSIC_AI_TASK}/cover.png")
+    );
     assert_eq!(text(cover, "asset_kind"), "cover");
     for conversion in [C1, C2] {
-        assert_eq!(text(find(&items, &format!("CONV#{conversion}"), "LINK"), "task_id"), MUSIC_AI_TASK);
+        assert_eq!(
+            text(
+                find(&items, &format!("CONV#{conversion}"), "LINK"),
+                "task_id"
+            ),
+            MUSIC_AI_TASK
+        );
         find(&items, &pk, &format!("CONVERSION#{conversion}"));
     }
 }
@@ -173,12 +218,30 @@ async fn stems_become_one_asset_per_stem_and_format() {
     let task = "fc0f74e8-2a50-42e0-ae7f-855075c39176";
     let conversion = "2bae5dc8-34f1-441b-97dd-7e58b5543be1";
     let pk = format!("TASK#{task}");
-    for (stem, ext) in [("vocals", "mp3"), ("vocals", "wav"), ("instrumental", "mp3"), ("instrumental", "wav")] {
-        let asset = find(&items, &pk, &format!("ASSET#{conversion}#stem#{stem}.{ext}"));
-        assert_eq!(text(asset, "s3_key"), format!("music/{task}/{conversion}/stems/{stem}.{ext}"));
+    for (stem, ext) in [
+        ("vocals", "mp3"),
+        ("vocals", "wav"),
+        ("instrumental", "mp3"),
+        ("instrumental", "wav"),
+    ] {
+        let asset = find(
+            &items,
+            &pk,
+            &format!("ASSET#{conversion}#stem#{stem}.{ext}"),
+        );
+        assert_eq!(
+            text(asset, "s3_key"),
+            format!("music/{task}/{conversion}/stems/{stem}.{ext}")
+        );
         assert_eq!(text(asset, "stem"), stem);
     }
-    assert_eq!(number(find(&items, &pk, &format!("CONVERSION#{conversion}")), "cost"), 0.5);
+    assert_eq!(
+        number(
+            find(&items, &pk, &format!("CONVERSION#{conversion}")),
+            "cost"
+        ),
+        0.5
+    );
 }
 
 #[tokio::test]
@@ -187,48 +250,93 @@ async fn failures_record_status_and_message_without_files() {
     let webhook = webhook_for(&table).await;
     for name in ["http-failure.json", "http-error-reason.json"] {
         let (status, body) = call(&webhook, event(name)).await;
-        assert_eq!((status, body["files"].as_u64()), (200, Some(0)), "{name}: {body}");
+        assert_eq!(
+            (status, body["files"].as_u64()),
+            (200, Some(0)),
+            "{name}: {body}"
+        );
     }
     let items = support::scan_all(&table).await;
     assert_eq!(count_with_prefix(&items, "ASSET#"), 0);
     let failure: Value = serde_json::from_str(&body_of("http-failure.json")).expect("json");
     let task = failure["task_id"].as_str().expect("task id");
     let conversion = failure["conversion_id"].as_str().expect("conversion id");
-    let item = find(&items, &format!("TASK#{task}"), &format!("CONVERSION#{conversion}"));
+    let item = find(
+        &items,
+        &format!("TASK#{task}"),
+        &format!("CONVERSION#{conversion}"),
+    );
     assert_eq!(text(item, "status"), "FAILED");
-    assert_eq!(text(item, "status_message"), failure["status_msg"].as_str().expect("status_msg"));
+    assert_eq!(
+        text(item, "status_message"),
+        failure["status_msg"].as_str().expect("status_msg")
+    );
     let error: Value = serde_json::from_str(&body_of("http-error-reason.json")).expect("json");
-    let task_item = find(&items, &format!("TASK#{}", error["task_id"].as_str().expect("id")), "TASK");
+    let task_item = find(
+        &items,
+        &format!("TASK#{}", error["task_id"].as_str().expect("id")),
+        "TASK",
+    );
     assert_eq!(text(task_item, "status"), "ERROR");
-    assert_eq!(text(task_item, "status_message"), error["error"].as_str().expect("error text"));
+    assert_eq!(
+        text(task_item, "status_message"),
+        error["error"].as_str().expect("error text")
+    );
 }
 
 #[tokio::test]
 async fn unknown_subtypes_and_fields_are_stored_and_acknowledged() {
     let table = support::fresh_table().await;
-    let (status, body) = call(&webhook_for(&table).await, event("http-unknown-subtype.json")).await;
-    assert_eq!((status, body["outcome"].as_str()), (200, Some("recorded")), "{body}");
+    let (status, body) = call(
+        &webhook_for(&table).await,
+        event("http-unknown-subtype.json"),
+    )
+    .await;
+    assert_eq!(
+        (status, body["outcome"].as_str()),
+        (200, Some("recorded")),
+        "{body}"
+    );
     let items = support::scan_all(&table).await;
-    let raw = items.iter().find(|i| text(i, "sk").starts_with("CALLBACK#")).expect("raw callback");
+    let raw = items
+        .iter()
+        .find(|i| text(i, "sk").starts_with("CALLBACK#"))
+        .expect("raw callback");
     assert_eq!(text(raw, "subtype"), "music_ai_stream");
     assert_eq!(text(raw, "kind"), "other");
     let stored: Value = serde_json::from_str(text(raw, "body")).expect("body");
-    assert!(stored.get("stream_url").is_some(), "unknown fields are kept: {stored}");
+    assert!(
+        stored.get("stream_url").is_some(),
+        "unknown fields are kept: {stored}"
+    );
     assert_eq!(count_with_prefix(&items, "ASSET#"), 0);
 }
 
 #[tokio::test]
 async fn numbers_as_strings_and_nulls_are_read_leniently() {
     let table = support::fresh_table().await;
-    let (status, body) = call(&webhook_for(&table).await, event("http-numbers-as-strings.json")).await;
+    let (status, body) = call(
+        &webhook_for(&table).await,
+        event("http-numbers-as-strings.json"),
+    )
+    .await;
     assert_eq!((status, body["files"].as_u64()), (200, Some(1)), "{body}");
     let items = support::scan_all(&table).await;
-    let conversion = items.iter().find(|i| text(i, "sk").starts_with("CONVERSION#")).expect("conversion");
+    let conversion = items
+        .iter()
+        .find(|i| text(i, "sk").starts_with("CONVERSION#"))
+        .expect("conversion");
     assert_eq!(number(conversion, "duration_seconds"), 213.99);
     assert_eq!(number(conversion, "cost"), 1.25);
-    assert_eq!(conversion.get("is_flagged"), Some(&AttributeValue::Bool(false)));
+    assert_eq!(
+        conversion.get("is_flagged"),
+        Some(&AttributeValue::Bool(false))
+    );
     assert_eq!(text(conversion, "status"), "COMPLETED");
-    assert!(conversion.get("lyrics").is_none(), "null lyrics are absent, not stored");
+    assert!(
+        conversion.get("lyrics").is_none(),
+        "null lyrics are absent, not stored"
+    );
 }
 
 #[tokio::test]
@@ -245,8 +353,15 @@ async fn every_front_end_shape_is_accepted() {
     for (name, outcome) in cases {
         let table = support::fresh_table().await;
         let (status, body) = call(&webhook_for(&table).await, event(name)).await;
-        assert_eq!((status, body["outcome"].as_str()), (200, Some(outcome)), "{name}: {body}");
-        assert!(!support::scan_all(&table).await.is_empty(), "{name} wrote nothing");
+        assert_eq!(
+            (status, body["outcome"].as_str()),
+            (200, Some(outcome)),
+            "{name}: {body}"
+        );
+        assert!(
+            !support::scan_all(&table).await.is_empty(),
+            "{name} wrote nothing"
+        );
     }
 }
 
@@ -256,7 +371,10 @@ async fn base64_delivery_is_the_same_callback_as_plain() {
     let webhook = webhook_for(&table).await;
     let (_, first) = call(&webhook, event("http-music-ai-audio-1.json")).await;
     let (_, second) = call(&webhook, event("http-base64.json")).await;
-    assert_eq!((first["outcome"].as_str(), second["outcome"].as_str()), (Some("recorded"), Some("duplicate")));
+    assert_eq!(
+        (first["outcome"].as_str(), second["outcome"].as_str()),
+        (Some("recorded"), Some("duplicate"))
+    );
 }
 
 #[tokio::test]
@@ -265,7 +383,10 @@ async fn form_bodies_become_the_same_fields() {
     let (status, body) = call(&webhook_for(&table).await, event("http-form.json")).await;
     assert_eq!((status, body["files"].as_u64()), (200, Some(1)), "{body}");
     let items = support::scan_all(&table).await;
-    let asset = items.iter().find(|i| text(i, "sk").starts_with("ASSET#")).expect("asset");
+    let asset = items
+        .iter()
+        .find(|i| text(i, "sk").starts_with("ASSET#"))
+        .expect("asset");
     assert!(text(asset, "source_url").starts_with("https://lalals.s3.amazonaws.com/"));
 }
 
@@ -289,15 +410,27 @@ async fn status_codes_for_token_method_size_and_storage() {
     let (status, body) = call(&webhook, oversized).await;
     assert_eq!(status, 413, "{body}");
     let mut too_big_to_store = event("http-music-ai-audio-1.json");
-    *too_big_to_store.body_mut() = Body::Text(format!(r#"{{"task_id":"t1","lyrics":"{}"}}"#, "y".repeat(300_000)));
+    *too_big_to_store.body_mut() = Body::Text(format!(
+        r#"{{"task_id":"t1","lyrics":"{}"}}"#,
+        "y".repeat(300_000)
+    ));
     assert_eq!(call(&webhook, too_big_to_store).await.0, 413);
-    assert!(support::scan_all(&table).await.is_empty(), "refused requests wrote items");
+    assert!(
+        support::scan_all(&table).await.is_empty(),
+        "refused requests wrote items"
+    );
 
     // DynamoDB failing (here: the table is gone) must answer 5xx so MusicGPT retries.
     let broken = Webhook::new(ingest_for("no-such-table").await);
     let (status, body) = call(&broken, event("http-music-ai-audio-1.json")).await;
     assert_eq!(status, 503, "{body}");
-    assert!(!body["message"].as_str().unwrap_or_default().contains("no-such-table"), "internals stay in the log");
+    assert!(
+        !body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no-such-table"),
+        "internals stay in the log"
+    );
 }
 
 #[tokio::test]
@@ -305,9 +438,18 @@ async fn both_rotated_tokens_are_accepted_and_others_are_not() {
     let table = support::fresh_table().await;
     let ingest = ingest_for(&table).await;
     let body = body_of("http-docs-sample.json");
-    for (token, expected) in [(TOKEN, true), (ROTATED_TOKEN, true), ("retired-token-000000000", false)] {
+    for (token, expected) in [
+        (TOKEN, true),
+        (ROTATED_TOKEN, true),
+        ("retired-token-000000000", false),
+    ] {
         let path = format!("/webhook/{token}");
-        let delivery = Delivery { method: "POST", path: &path, content_type: None, body: body.as_bytes() };
+        let delivery = Delivery {
+            method: "POST",
+            path: &path,
+            content_type: None,
+            body: body.as_bytes(),
+        };
         let result = ingest.handle(delivery, NOW).await;
         assert_eq!(result.is_ok(), expected, "token {token}");
     }
@@ -316,7 +458,11 @@ async fn both_rotated_tokens_are_accepted_and_others_are_not() {
 #[tokio::test]
 async fn twenty_concurrent_duplicates_write_one_set_of_items() {
     let single = support::fresh_table().await;
-    post_raw(&ingest_for(&single).await, &body_of("http-music-ai-audio-1.json")).await;
+    post_raw(
+        &ingest_for(&single).await,
+        &body_of("http-music-ai-audio-1.json"),
+    )
+    .await;
     let expected = support::scan_all(&single).await;
 
     let table = support::fresh_table().await;
@@ -327,8 +473,14 @@ async fn twenty_concurrent_duplicates_write_one_set_of_items() {
         async move { post_raw(&ingest, &body).await }
     });
     let outcomes = futures_join_all(deliveries).await;
-    let recorded = outcomes.iter().filter(|o| matches!(o, Outcome::Recorded { .. })).count();
-    let duplicates = outcomes.iter().filter(|o| matches!(o, Outcome::Duplicate { .. })).count();
+    let recorded = outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::Recorded { .. }))
+        .count();
+    let duplicates = outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::Duplicate { .. }))
+        .count();
     assert_eq!((recorded, duplicates), (1, 19));
     let items = support::scan_all(&table).await;
     assert_eq!(items, expected, "duplicates changed the items");
@@ -407,12 +559,22 @@ async fn callbacks_in_any_order_converge_to_identical_items() {
     let pk = format!("TASK#{MUSIC_AI_TASK}");
     assert_eq!(number(find(&items, &pk, "TASK"), "callback_count"), 5.0);
     assert_eq!(count_with_prefix(&items, "CALLBACK#"), 5);
-    assert_eq!(count_with_prefix(&items, "ASSET#"), 5, "2 mp3, 2 wav, 1 cover");
-    for (conversion, lyrics_event) in [(C1, "http-music-ai-lyrics-1.json"), (C2, "http-music-ai-lyrics-2.json")] {
+    assert_eq!(
+        count_with_prefix(&items, "ASSET#"),
+        5,
+        "2 mp3, 2 wav, 1 cover"
+    );
+    for (conversion, lyrics_event) in [
+        (C1, "http-music-ai-lyrics-1.json"),
+        (C2, "http-music-ai-lyrics-2.json"),
+    ] {
         let item = find(&items, &pk, &format!("CONVERSION#{conversion}"));
         let sent: Value = serde_json::from_str(&body_of(lyrics_event)).expect("json");
-        let expected: Value = serde_json::from_str(sent["lyrics_timestamped"].as_str().expect("string")).expect("lyrics");
-        let stored: Value = serde_dynamo::from_attribute_value(item["lyrics_timestamped"].clone()).expect("lyrics value");
+        let expected: Value =
+            serde_json::from_str(sent["lyrics_timestamped"].as_str().expect("string"))
+                .expect("lyrics");
+        let stored: Value = serde_dynamo::from_attribute_value(item["lyrics_timestamped"].clone())
+            .expect("lyrics value");
         assert_eq!(stored, expected, "the lyrics callback wins on {conversion}");
         assert_eq!(text(item, "status"), "COMPLETED");
     }
@@ -424,11 +586,22 @@ async fn lyrics_before_their_song_are_parked_then_adopted() {
     let ingest = ingest_for(&table).await;
     let parked = post_raw(&ingest, &body_of("http-music-ai-lyrics-1.json")).await;
     assert!(matches!(parked, Outcome::Parked { .. }), "{parked:?}");
-    assert!(support::scan_all(&table).await.iter().all(|i| !text(i, "pk").starts_with("TASK#")));
+    assert!(
+        support::scan_all(&table)
+            .await
+            .iter()
+            .all(|i| !text(i, "pk").starts_with("TASK#"))
+    );
     post_raw(&ingest, &body_of("http-music-ai-audio-1.json")).await;
     let items = support::scan_all(&table).await;
-    let conversion = find(&items, &format!("TASK#{MUSIC_AI_TASK}"), &format!("CONVERSION#{C1}"));
-    assert!(matches!(conversion.get("lyrics_timestamped"), Some(AttributeValue::L(l)) if !l.is_empty()));
+    let conversion = find(
+        &items,
+        &format!("TASK#{MUSIC_AI_TASK}"),
+        &format!("CONVERSION#{C1}"),
+    );
+    assert!(
+        matches!(conversion.get("lyrics_timestamped"), Some(AttributeValue::L(l)) if !l.is_empty())
+    );
     let again = post_raw(&ingest, &body_of("http-music-ai-lyrics-1.json")).await;
     assert!(matches!(again, Outcome::Duplicate { .. }), "{again:?}");
 }
@@ -438,19 +611,30 @@ async fn an_older_status_never_overwrites_a_newer_one() {
     let table = support::fresh_table().await;
     let ingest = ingest_for(&table).await;
     let at = |status: &str, updated: &str, msg: &str| {
-        format!(r#"{{"task_id":"t-order","status":"{status}","status_msg":"{msg}","updatedAt":"{updated}"}}"#)
+        format!(
+            r#"{{"task_id":"t-order","status":"{status}","status_msg":"{msg}","updatedAt":"{updated}"}}"#
+        )
     };
     let status_now = |table: String| async move {
         let items = support::scan_all(&table).await;
         let task = find(&items, "TASK#t-order", "TASK");
-        (text(task, "status").to_owned(), text(task, "status_message").to_owned())
+        (
+            text(task, "status").to_owned(),
+            text(task, "status_message").to_owned(),
+        )
     };
     post_raw(&ingest, &at("PROCESSING", "2026-01-01T00:02:00Z", "b")).await;
     post_raw(&ingest, &at("IN_QUEUE", "2026-01-01T00:01:00Z", "a")).await;
-    assert_eq!(status_now(table.clone()).await, ("PROCESSING".into(), "b".into()));
+    assert_eq!(
+        status_now(table.clone()).await,
+        ("PROCESSING".into(), "b".into())
+    );
     post_raw(&ingest, &at("COMPLETED", "2026-01-01T00:03:00Z", "c")).await;
     post_raw(&ingest, &at("PROCESSING", "2026-01-01T00:04:00Z", "late")).await;
-    assert_eq!(status_now(table.clone()).await, ("COMPLETED".into(), "c".into()));
+    assert_eq!(
+        status_now(table.clone()).await,
+        ("COMPLETED".into(), "c".into())
+    );
 }
 
 #[tokio::test]
@@ -462,7 +646,8 @@ async fn malformed_corpus_is_refused_without_writes_or_panics() {
         body: String,
     }
     let path = format!("{}/tests/corpus/malformed.json", env!("CARGO_MANIFEST_DIR"));
-    let cases: Vec<Case> = serde_json::from_str(&std::fs::read_to_string(path).expect("corpus")).expect("corpus JSON");
+    let cases: Vec<Case> =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("corpus")).expect("corpus JSON");
     assert!(cases.len() >= 50, "corpus has {} cases", cases.len());
     let table = support::fresh_table().await;
     let webhook = webhook_for(&table).await;
@@ -470,13 +655,22 @@ async fn malformed_corpus_is_refused_without_writes_or_panics() {
         let mut request = event("http-music-ai-audio-1.json");
         request.headers_mut().remove("content-type");
         if let Some(ct) = &case.content_type {
-            request.headers_mut().insert("content-type", ct.parse().expect("header"));
+            request
+                .headers_mut()
+                .insert("content-type", ct.parse().expect("header"));
         }
         *request.body_mut() = Body::Text(case.body.clone());
         let (status, body) = call(&webhook, request).await;
         assert_eq!(status, 400, "{}: {body}", case.name);
         assert_eq!(body["error"], "not_a_callback", "{}", case.name);
-        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{}: no message", case.name);
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{}: no message",
+            case.name
+        );
     }
-    assert!(support::scan_all(&table).await.is_empty(), "a malformed body wrote items");
+    assert!(
+        support::scan_all(&table).await.is_empty(),
+        "a malformed body wrote items"
+    );
 }

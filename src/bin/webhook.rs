@@ -3,7 +3,7 @@
 use lambda_http::{Error, Request, run, service_fn};
 use musicgpt_webhook::config::{self, Config, ProcessEnv};
 use musicgpt_webhook::http::Webhook;
-use musicgpt_webhook::ingest::Ingest;
+use musicgpt_webhook::ingest::{Ingest, Recorder};
 use musicgpt_webhook::store::TaskStore;
 use musicgpt_webhook::{aws, telemetry};
 
@@ -14,12 +14,8 @@ async fn main() -> Result<(), Error> {
     let tokens = config::webhook_tokens(&ProcessEnv)?;
     let sdk = aws::load_sdk_config().await;
     let store = TaskStore::new(aws::dynamodb_client(&sdk), &config.table_name);
-    let ingest = Ingest::new(
-        tokens,
-        store,
-        config.key_prefix.clone(),
-        config.callback_retention,
-    );
+    let recorder = Recorder::new(store, config.key_prefix.clone(), config.callback_retention);
+    let ingest = Ingest::new(tokens, recorder);
     let webhook = &Webhook::new(ingest);
     run(service_fn(move |request: Request| async move {
         Ok::<_, Error>(webhook.handle(request).await)
