@@ -50,6 +50,10 @@ pub enum Error {
     /// MusicGPT's API refused the request in a way that will not change.
     #[error("musicgpt: {0}")]
     ProviderRejected(String),
+
+    /// The time budget ran out mid-copy; the copy was stopped cleanly and nothing was stored.
+    #[error("out of time: {0}")]
+    OutOfTime(String),
 }
 
 impl Error {
@@ -57,7 +61,11 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Error::Storage(_) | Error::Source(_) | Error::Sink(_) | Error::Provider(_)
+            Error::Storage(_)
+                | Error::Source(_)
+                | Error::Sink(_)
+                | Error::Provider(_)
+                | Error::OutOfTime(_)
         )
     }
 }
