@@ -23,6 +23,7 @@ from pathlib import Path
 import boto3
 
 import sample_media
+from runtime_shim import Shim
 from stream_pump import StreamPump
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,6 +55,9 @@ def free_port() -> int:
 
 def port_is_free(port: int) -> bool:
     with socket.socket() as s:
+        # As the watcher binds (tokio sets SO_REUSEADDR): connections of an earlier run in
+        # TIME_WAIT do not make the port busy.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
             return True
@@ -79,6 +83,11 @@ def answers(port: int) -> bool:
         return False
 
 
+def host_triple() -> str:
+    info = subprocess.run(["rustc", "-vV"], capture_output=True, text=True, check=True).stdout
+    return next(line.split()[1] for line in info.splitlines() if line.startswith("host:"))
+
+
 def sha256_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -100,10 +109,13 @@ class Stack:
         self.quiet = quiet
         self.key_prefix = key_prefix
         self.lambda_port = lambda_port if port_is_free(lambda_port) else free_port()
+        if self.lambda_port != lambda_port:
+            log(f"port {lambda_port} is busy: the functions get port {self.lambda_port}")
         self.processes: list[subprocess.Popen] = []
         self.media: dict[str, bytes] = {}
         self.audio_server = None
         self.pump = None
+        self.shim = None
         self.logs = STATE / "logs"
 
     # ------------------------------------------------------------------ start
@@ -218,11 +230,18 @@ class Stack:
             "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_EC2_METADATA_DISABLED": "true", "RUST_LOG": "info",
         }
+
         env_file = STATE / "lambda.env"
         env_file.write_text("".join(f"{k}={v}\n" for k, v in variables.items()))
         # No AWS settings of the developer's may reach the functions.
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         env["PATH"] = f"{ROOT / '.venv-lambda' / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+        # cargo-lambda's deadline header is a duration, not a time: the functions reach the
+        # watcher's runtime API through runtime_shim.py, by way of cargo's runner.
+        self.shim = Shim(self.lambda_port, self.logs / "runtime-shim.log")
+        env["LOCAL_RUNTIME_SHIM"] = f"127.0.0.1:{self.shim.port}"
+        env[f"CARGO_TARGET_{host_triple().upper().replace('-', '_')}_RUNNER"] = str(
+            ROOT / "scripts" / "lambda_runner.sh")
         watch = self._spawn("cargo-lambda-watch", [
             "cargo", "lambda", "watch", "--invoke-address", "127.0.0.1",
             "--invoke-port", str(self.lambda_port), "--env-file", str(env_file),
@@ -242,15 +261,18 @@ class Stack:
     def post(self, name: str) -> tuple[int, str]:
         """POSTs a callback with curl, as MusicGPT would."""
         body = STATE / "callbacks" / f"{name}.json"
-        out = subprocess.run(
-            ["curl", "-sS", "--max-time", "600", "-o", "-", "-w", "\n%{http_code}",
-             "-H", "content-type: application/json", "--data-binary", f"@{body}",
-             self.webhook_url],
-            capture_output=True, text=True)
+        out = self._curl(body)
         if out.returncode != 0:
             return 0, out.stderr.strip()
         text, _, code = out.stdout.rpartition("\n")
         return int(code), text
+
+    def _curl(self, body: Path) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["curl", "-sS", "--max-time", "600", "-o", "-", "-w", "\n%{http_code}",
+             "-H", "content-type: application/json", "--data-binary", f"@{body}",
+             self.webhook_url],
+            capture_output=True, text=True)
 
     def task_items(self) -> list[dict]:
         dynamodb = self.client("dynamodb")
@@ -299,6 +321,8 @@ class Stack:
                 pass
         if self.audio_server is not None:
             self.audio_server.shutdown()
+        if self.shim is not None:
+            self.shim.stop()
         self.processes.clear()
 
 

@@ -93,22 +93,23 @@ class StreamPump:
         self._thread.join(timeout=30)
 
     def _run(self) -> None:
-        iterators = {}
+        # A fresh iterator after the last record seen, every poll: moto replaces a table (and
+        # its stream shard) with a snapshot when a transaction is cancelled, which strands
+        # iterators held across polls. AWS has no such quirk; the records are the same.
+        last_seen = {}
         while not self._stop.is_set():
             shards = self.streams.describe_stream(StreamArn=self.stream_arn)["StreamDescription"]
             for shard in shards["Shards"]:
-                if shard["ShardId"] not in iterators:
-                    iterators[shard["ShardId"]] = self.streams.get_shard_iterator(
-                        StreamArn=self.stream_arn,
-                        ShardId=shard["ShardId"],
-                        ShardIteratorType="TRIM_HORIZON",
-                    )["ShardIterator"]
-            for shard_id, iterator in list(iterators.items()):
-                if iterator is None:
-                    continue
-                page = self.streams.get_records(ShardIterator=iterator)
-                iterators[shard_id] = page.get("NextShardIterator")
-                self._deliver(page["Records"])
+                shard_id = shard["ShardId"]
+                where = ({"ShardIteratorType": "AFTER_SEQUENCE_NUMBER",
+                          "SequenceNumber": last_seen[shard_id]} if shard_id in last_seen
+                         else {"ShardIteratorType": "TRIM_HORIZON"})
+                iterator = self.streams.get_shard_iterator(
+                    StreamArn=self.stream_arn, ShardId=shard_id, **where)["ShardIterator"]
+                records = self.streams.get_records(ShardIterator=iterator)["Records"]
+                if records:
+                    last_seen[shard_id] = records[-1]["dynamodb"]["SequenceNumber"]
+                    self._deliver(records)
             self._stop.wait(0.2)
 
     def _deliver(self, records: list) -> None:
