@@ -80,3 +80,4 @@ template-check: venv-sam
 sam-build: venv-sam venv-lambda
 	rustup target add aarch64-unknown-linux-gnu
 	$(SAM) build
+	$(PYTHON) scripts/check_artifacts.py

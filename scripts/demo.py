@@ -53,7 +53,7 @@ def main() -> int:
     parser.add_argument("--expect", choices=("stored", "recorded"), default="stored",
                         help="recorded: only check that every asset was recorded (no copy engine)")
     args = parser.parse_args()
-    stack = Stack(mode=args.mode, lambda_port=args.port, release=args.release,
+    stack = Stack("demo", mode=args.mode, lambda_port=args.port, release=args.release,
                   key_prefix=args.key_prefix)
     try:
         return demo(stack, args)
@@ -129,6 +129,10 @@ def demo(stack: Stack, args) -> int:
           f"({', '.join(f'{p} x{n}' for p, n in sorted(fetched.items())) or 'none'})")
     if stack.pump is not None:
         print(f"== stream pump: {stack.pump.stats}")
+    peaks = stack.function_peak_rss()
+    print("== peak RSS of the functions: "
+          + (", ".join(f"{name} {size / 2**20:.1f} MiB" for name, size in sorted(peaks.items()))
+             or "not found"))
     print(f"== {time.monotonic() - started:.1f} s in all")
     if problems:
         print("\nDEMO FAILED:")

@@ -102,8 +102,10 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 class Stack:
-    def __init__(self, mode: str = "inline", lambda_port: int = 9000, release: bool = False,
-                 quiet: bool = True, key_prefix: str = ""):
+    def __init__(self, name: str, mode: str = "inline", lambda_port: int = 9000,
+                 release: bool = False, quiet: bool = True, key_prefix: str = ""):
+        # .local/<name>: `make run` and `make demo` can run side by side.
+        self.state = STATE / name
         self.mode = mode
         self.release = release
         self.quiet = quiet
@@ -116,12 +118,12 @@ class Stack:
         self.audio_server = None
         self.pump = None
         self.shim = None
-        self.logs = STATE / "logs"
+        self.logs = self.state / "logs"
 
     # ------------------------------------------------------------------ start
     def start(self) -> None:
-        if STATE.exists():
-            shutil.rmtree(STATE)
+        if self.state.exists():
+            shutil.rmtree(self.state)
         self.logs.mkdir(parents=True)
         self._start_moto()
         self._create_table_and_bucket()
@@ -130,7 +132,7 @@ class Stack:
         self._start_functions()
         if self.mode == "stream":
             self._start_pump()
-        (STATE / "stack.json").write_text(json.dumps({
+        (self.state / "stack.json").write_text(json.dumps({
             "endpoint": self.endpoint, "table": TABLE, "bucket": BUCKET,
             "webhook_url": self.webhook_url, "key_prefix": self.key_prefix,
         }, indent=2))
@@ -179,7 +181,7 @@ class Stack:
         log(f"table {TABLE} (pk/sk, stream NEW_AND_OLD_IMAGES, TTL expires_at), bucket {BUCKET}")
 
     def _serve_media(self) -> None:
-        root = STATE / "musicgpt"
+        root = self.state / "musicgpt"
         for n, song in enumerate(SONGS):
             # The WAV is big enough for a multipart upload; the "mp3" for a single PUT.
             sample_media.write_song(root / f"conversions/{song}.wav", 50 + 10 * n, 220 + 55 * n)
@@ -196,7 +198,7 @@ class Stack:
 
     def _write_callbacks(self) -> None:
         """events/http-<name>.json bodies with MusicGPT's URLs pointing at the local server."""
-        out = STATE / "callbacks"
+        out = self.state / "callbacks"
         out.mkdir()
         for name in CALLBACKS:
             body = json.loads((EVENTS / f"http-{name}.json").read_text())["body"]
@@ -231,7 +233,7 @@ class Stack:
             "AWS_EC2_METADATA_DISABLED": "true", "RUST_LOG": "info",
         }
 
-        env_file = STATE / "lambda.env"
+        env_file = self.state / "lambda.env"
         env_file.write_text("".join(f"{k}={v}\n" for k, v in variables.items()))
         # No AWS settings of the developer's may reach the functions.
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
@@ -260,7 +262,7 @@ class Stack:
     # ------------------------------------------------------------------ use
     def post(self, name: str) -> tuple[int, str]:
         """POSTs a callback with curl, as MusicGPT would."""
-        body = STATE / "callbacks" / f"{name}.json"
+        body = self.state / "callbacks" / f"{name}.json"
         out = self._curl(body)
         if out.returncode != 0:
             return 0, out.stderr.strip()
@@ -297,6 +299,23 @@ class Stack:
 
     def open_multipart_uploads(self) -> int:
         return len(self.client("s3").list_multipart_uploads(Bucket=BUCKET).get("Uploads", []))
+
+    def function_peak_rss(self) -> dict[str, int]:
+        """Peak resident memory (VmHWM, bytes) of the function processes built here."""
+        peaks = {}
+        target = str(ROOT / "target") + os.sep
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                exe = os.readlink(proc / "exe")
+                status = (proc / "status").read_text()
+            except OSError:
+                continue
+            name = Path(exe).name
+            if exe.startswith(target) and name in ("webhook", "copier"):
+                kib = int(next(line.split()[1] for line in status.splitlines()
+                               if line.startswith("VmHWM:")))
+                peaks[name] = max(peaks.get(name, 0), kib * 1024)
+        return peaks
 
     # ------------------------------------------------------------------ stop
     def stop(self) -> None:
@@ -347,6 +366,8 @@ def run_stack(main) -> int:
     caller's `finally: stack.stop()` always runs."""
     def leave(signum, _frame):
         raise SystemExit(128 + signum)
+    # Ctrl-C raises KeyboardInterrupt even where SIGINT came in ignored (background jobs).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, leave)
     signal.signal(signal.SIGHUP, leave)
     try:

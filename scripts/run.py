@@ -8,7 +8,7 @@ import signal
 import sys
 
 import local_stack
-from local_stack import CALLBACKS, STATE, Stack, log
+from local_stack import CALLBACKS, Stack, log
 
 
 def main() -> int:
@@ -19,11 +19,11 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=9000)
     args = parser.parse_args()
     # The functions' logs go to this terminal; moto's to .local/logs/moto.log.
-    stack = Stack(mode=args.mode, lambda_port=args.port, release=args.release, quiet=False,
+    stack = Stack("run", mode=args.mode, lambda_port=args.port, release=args.release, quiet=False,
                   key_prefix=args.key_prefix)
     try:
         stack.start()
-        bodies = STATE.relative_to(local_stack.ROOT) / "callbacks"
+        bodies = stack.state.relative_to(local_stack.ROOT) / "callbacks"
         print(f"""
 Running (COPY_MODE={args.mode}). The webhook URL:
   {stack.webhook_url}

@@ -4,13 +4,14 @@ import json
 import sys
 
 import boto3
+from botocore.exceptions import EndpointConnectionError
 
 from local_stack import STATE, plain_item, sha256_of
 
 
 def main() -> int:
     try:
-        stack = json.loads((STATE / "stack.json").read_text())
+        stack = json.loads((STATE / "run" / "stack.json").read_text())
     except FileNotFoundError:
         print("no local stack: start one with `make run`", file=sys.stderr)
         return 1
@@ -18,8 +19,13 @@ def main() -> int:
                    aws_access_key_id="testing", aws_secret_access_key="testing")
     dynamodb, s3 = boto3.client("dynamodb", **session), boto3.client("s3", **session)
     items = []
-    for page in dynamodb.get_paginator("scan").paginate(TableName=stack["table"]):
-        items += [plain_item(i) for i in page["Items"]]
+    try:
+        for page in dynamodb.get_paginator("scan").paginate(TableName=stack["table"]):
+            items += [plain_item(i) for i in page["Items"]]
+    except EndpointConnectionError:
+        print(f"nothing answers on {stack['endpoint']}: is `make run` still running?",
+              file=sys.stderr)
+        return 1
     print(f"== table {stack['table']}: {len(items)} items")
     for item in sorted(items, key=lambda i: (i["pk"], i["sk"])):
         extra = {k: item[k] for k in ("state", "attempts", "size", "sha256", "last_error")
