@@ -94,7 +94,7 @@ lambda-build: venv-lambda
 # Offline checks of template.yaml: SAM's own validation with its linter, and cfn-lint.
 template-check: venv-sam
 	$(SAM) validate --lint
-	env PATH="$(TOOLS_PATH)" cfn-lint template.yaml
+	$(SAM_VENV)/bin/cfn-lint template.yaml
 
 # The artifacts `sam deploy` uploads (.aws-sam/build), built by cargo-lambda with no Docker.
 sam-build: venv-sam venv-lambda
