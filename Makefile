@@ -1,17 +1,47 @@
-# Developer and CI entry points. `make test` is all a fresh clone needs (cargo + python3).
+# Developer and CI entry points. `make test` is all a fresh clone needs (cargo + python3);
+# `make run` / `make demo` add cargo-lambda, the template targets the AWS SAM CLI. Every tool
+# comes from PyPI into a project-local virtualenv; nothing is installed system-wide.
 PYTHON ?= python3
 VENV := .venv
 # Touched after a successful install, so a second `make venv` does nothing until
 # requirements-dev.txt changes.
 VENV_STAMP := $(VENV)/.requirements-dev.stamp
+# cargo-lambda (and zig) for local runs and Lambda builds.
+LAMBDA_VENV := .venv-lambda
+LAMBDA_STAMP := $(LAMBDA_VENV)/.requirements.stamp
+# AWS SAM CLI and cfn-lint: template checks and `sam build`.
+SAM_VENV := .venv-sam
+SAM_STAMP := $(SAM_VENV)/.requirements.stamp
 
-.PHONY: venv test lint bench-ingest bench-cold-start
+# `make demo MODE=stream` runs the copier from the table's stream instead of inline copies.
+MODE ?= inline
+DEMO_ARGS ?=
+# cargo-lambda and sam find each other, cargo and zig on PATH; no telemetry leaves the machine.
+TOOLS_PATH := $(CURDIR)/$(LAMBDA_VENV)/bin:$(CURDIR)/$(SAM_VENV)/bin:$(PATH)
+SAM := env PATH="$(TOOLS_PATH)" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
+
+.PHONY: venv venv-lambda venv-sam test lint run demo show \
+	lambda-build template-check sam-build bench bench-copy bench-ingest bench-cold-start
 
 venv: $(VENV_STAMP)
 
 $(VENV_STAMP): requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+venv-lambda: $(LAMBDA_STAMP)
+
+$(LAMBDA_STAMP): requirements-lambda.txt
+	$(PYTHON) -m venv $(LAMBDA_VENV)
+	$(LAMBDA_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-lambda.txt
+	touch $@
+
+venv-sam: $(SAM_STAMP)
+
+$(SAM_STAMP): requirements-sam.txt
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-sam.txt
 	touch $@
 
 # The tests find moto_server in .venv by themselves (tests/support/mod.rs).
@@ -22,15 +52,52 @@ lint:
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 
-# Benchmarks (issue 5, part 3). Each prints a markdown table and runs for well under two
-# minutes once built; they start moto from .venv themselves. Timings need a quiet machine.
+# Benchmarks (issue 5, part 3): `make bench` runs them all; each prints a markdown table.
+bench: bench-ingest bench-cold-start bench-copy
+
+# Copies a generated 1 GiB file into moto's S3; prints throughput and peak RSS (BENCH_MIB=n for another size).
+bench-copy: venv
+	cargo bench --bench copy_memory
+
+# Ingest and cold start print a markdown table each, start moto from .venv themselves and
+# run for under two minutes once built. Timings need a quiet machine.
 bench-ingest: venv
 	cargo bench --bench ingest
 
 # The plain release build is what Lambda runs, so that is the binary measured. It gets its
 # own target directory because `cargo bench` relinks target/release/webhook with the
 # dev-dependencies' features; the bench refuses a binary older than the sources.
-LAMBDA_TARGET := target/lambda
+COLD_START_TARGET := target/cold-start
 bench-cold-start: venv
-	cargo build --release --bin webhook --target-dir $(LAMBDA_TARGET)
-	WEBHOOK_BIN=$(LAMBDA_TARGET)/release/webhook cargo bench --bench cold_start
+	cargo build --release --bin webhook --target-dir $(COLD_START_TARGET)
+	WEBHOOK_BIN=$(COLD_START_TARGET)/release/webhook cargo bench --bench cold_start
+
+# The local stack: moto, a stand-in for MusicGPT's buckets, the functions under
+# `cargo lambda watch` (inline copies); prints the webhook URL and a curl line. Ctrl-C stops it.
+run: venv venv-lambda
+	$(VENV)/bin/python scripts/run.py --mode $(MODE)
+
+# The same, end to end by itself: posts a whole Music AI task, waits for the copies, prints
+# items and objects with SHA-256, exits non-zero if anything is missing. Leaves nothing running.
+demo: venv venv-lambda
+	$(VENV)/bin/python scripts/demo.py --mode $(MODE) $(DEMO_ARGS)
+
+# The items and objects of the stack `make run` is running (from another terminal).
+show: venv
+	$(VENV)/bin/python scripts/show.py
+
+# Release binaries for Lambda (Graviton): target/lambda/{webhook,copier}/bootstrap.
+lambda-build: venv-lambda
+	rustup target add aarch64-unknown-linux-gnu
+	env PATH="$(TOOLS_PATH)" cargo lambda build --release --arm64
+
+# Offline checks of template.yaml: SAM's own validation with its linter, and cfn-lint.
+template-check: venv-sam
+	$(SAM) validate --lint
+	$(SAM_VENV)/bin/cfn-lint template.yaml
+
+# The artifacts `sam deploy` uploads (.aws-sam/build), built by cargo-lambda with no Docker.
+sam-build: venv-sam venv-lambda
+	rustup target add aarch64-unknown-linux-gnu
+	$(SAM) build
+	$(PYTHON) scripts/check_artifacts.py

@@ -141,7 +141,7 @@ async fn main() {
     }
 }
 
-/// `WEBHOOK_BIN`, else `<target>/lambda/release/webhook`, where `make bench-cold-start`
+/// `WEBHOOK_BIN`, else `<target>/cold-start/release/webhook`, where `make bench-cold-start`
 /// builds it. Not `<target>/release/webhook`: `cargo bench` relinks that one with the
 /// dev-dependencies' features (tokio's `process`, ...), which is not the binary Lambda runs.
 /// Refuses a binary older than the sources: measuring a stale build would mislead.
@@ -155,7 +155,7 @@ fn webhook_binary() -> PathBuf {
                 .ancestors()
                 .nth(3)
                 .expect("a <target>/<profile>/deps layout");
-            target.join("lambda/release/webhook")
+            target.join("cold-start/release/webhook")
         }
     };
     let built = std::fs::metadata(&binary)
@@ -163,7 +163,7 @@ fn webhook_binary() -> PathBuf {
         .unwrap_or_else(|_| {
             panic!(
                 "{} not found: `make bench-cold-start` builds it \
-                 (cargo build --release --bin webhook --target-dir target/lambda)",
+                 (cargo build --release --bin webhook --target-dir target/cold-start)",
                 binary.display()
             )
         });

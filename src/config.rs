@@ -31,6 +31,8 @@ pub struct Config {
     /// How long raw callbacks and parked callbacks are kept (DynamoDB TTL).
     pub callback_retention: Duration,
     pub copy: CopyConfig,
+    /// MusicGPT's API, when `MUSICGPT_API_KEY` is set.
+    pub musicgpt: Option<MusicGptConfig>,
 }
 
 pub const DEFAULT_SOURCE_HOSTS: &str = "lalals.s3.amazonaws.com,musicgpt.s3.amazonaws.com";
@@ -100,6 +102,7 @@ impl Config {
                 max_asset_bytes: number(vars, "MAX_ASSET_BYTES", DEFAULT_MAX_ASSET_BYTES)?,
                 max_attempts: number(vars, "MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS)?.max(1),
             },
+            musicgpt: musicgpt(vars)?,
         })
     }
 

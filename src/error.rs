@@ -43,6 +43,10 @@ pub enum Error {
     #[error("sink: {0}")]
     Sink(String),
 
+    /// The time budget ran out mid-copy; the copy was stopped cleanly and nothing was stored.
+    #[error("out of time: {0}")]
+    OutOfTime(String),
+
     /// MusicGPT's API is busy or down (429, 5xx, network): ask again later.
     #[error("musicgpt: {0}")]
     Provider(String),
@@ -57,7 +61,11 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Error::Storage(_) | Error::Source(_) | Error::Sink(_) | Error::Provider(_)
+            Error::Storage(_)
+                | Error::Source(_)
+                | Error::Sink(_)
+                | Error::OutOfTime(_)
+                | Error::Provider(_)
         )
     }
 }

@@ -1,9 +1,9 @@
 //! The lambda_http adapter: Request -> ingest -> Response. The only place that knows statuses.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lambda_http::http::{StatusCode, header};
-use lambda_http::{Body, Request, Response};
+use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::json;
 use tracing::{error, warn};
 
@@ -11,15 +11,20 @@ use crate::error::Error;
 use crate::ingest::{Delivery, Ingest, Outcome};
 
 /// What the webhook does with a recorded callback before answering (inline copies).
+/// `deadline` is the invocation's, when Lambda gave one.
 pub trait AfterRecord: Send + Sync {
-    fn after_record(&self, outcome: &Outcome) -> impl std::future::Future<Output = ()> + Send;
+    fn after_record(
+        &self,
+        outcome: &Outcome,
+        deadline: Option<SystemTime>,
+    ) -> impl std::future::Future<Output = ()> + Send;
 }
 
 /// Nothing: the stream-driven copier takes it from here.
 pub struct NoFollowUp;
 
 impl AfterRecord for NoFollowUp {
-    async fn after_record(&self, _outcome: &Outcome) {}
+    async fn after_record(&self, _outcome: &Outcome, _deadline: Option<SystemTime>) {}
 }
 
 pub struct Webhook<A = NoFollowUp> {
@@ -53,9 +58,14 @@ impl<A: AfterRecord> Webhook<A> {
             content_type,
             body: request.body().as_ref(),
         };
+        // Lambda's deadline in epoch milliseconds; 0 when there is none (tests).
+        let deadline = request
+            .lambda_context_ref()
+            .filter(|c| c.deadline > 0)
+            .map(|c| UNIX_EPOCH + Duration::from_millis(c.deadline));
         match self.ingest.handle(delivery, now_secs()).await {
             Ok((_, outcome)) => {
-                self.after.after_record(&outcome).await;
+                self.after.after_record(&outcome, deadline).await;
                 let mut body = json!({ "ok": true, "outcome": outcome.label() });
                 if let Some(task) = outcome.task_id() {
                     body["task_id"] = json!(task);

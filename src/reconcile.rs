@@ -6,10 +6,14 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 use tracing::{info, warn};
 
+use tokio::time::Instant;
+
 use crate::callback::Callback;
+use crate::copy::{CopyEngine, CopyOutcome, DEFAULT_CONCURRENCY, copy_all};
 use crate::error::Result;
 use crate::ids::Id;
 use crate::ingest::{Outcome, Recorder};
+use crate::keys;
 use crate::musicgpt::{Lookup, MusicGptApi, conversion_type_enum};
 
 /// What one run did, for the log and the tests.
@@ -27,8 +31,8 @@ pub struct Report {
     pub not_found: usize,
     /// Tasks not looked up this run (rate limit, MusicGPT busy): the next run takes them.
     pub deferred: usize,
-    /// Tasks whose files the reconciler should now copy.
-    pub to_copy: Vec<Id>,
+    /// Files the reconciler copied itself (stuck ones, and those byId revealed).
+    pub copied: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -55,6 +59,7 @@ pub struct Reconciler {
     recorder: Recorder,
     api: MusicGptApi,
     settings: ReconcileSettings,
+    copier: Option<CopyEngine>,
 }
 
 impl Reconciler {
@@ -63,7 +68,15 @@ impl Reconciler {
             recorder,
             api,
             settings,
+            copier: None,
         }
+    }
+
+    /// Also copies the PENDING files of the tasks it looks at: a stuck asset gets no new
+    /// stream record, so nothing else would try it again.
+    pub fn with_copier(mut self, engine: CopyEngine) -> Reconciler {
+        self.copier = Some(engine);
+        self
     }
 
     pub async fn run(&self, now: u64) -> Result<Report> {
@@ -90,7 +103,10 @@ impl Reconciler {
             let conversion = match self.api.by_task(&conversion_type, task).await {
                 Ok(Lookup::Found(conversion)) => conversion,
                 Ok(Lookup::NotFound) => {
+                    // Stuck files of a task MusicGPT does not know are tried (and, verified,
+                    // refused) rather than left to be found again every run.
                     report.not_found += 1;
+                    report.copied += self.copy_pending(task).await?;
                     continue;
                 }
                 Err(err) if err.is_retryable() => {
@@ -109,7 +125,7 @@ impl Reconciler {
                 .unwrap_or("")
                 .to_ascii_uppercase();
             match status.as_str() {
-                "COMPLETED" | "PARTIAL_COMPLETED" => report.to_copy.push(task.clone()),
+                "COMPLETED" | "PARTIAL_COMPLETED" => {}
                 "FAILED" | "ERROR" => report.failed += 1,
                 _ => {
                     report.in_progress += 1;
@@ -124,11 +140,33 @@ impl Reconciler {
                     report.recorded += 1;
                 }
             }
+            report.copied += self.copy_pending(task).await?;
         }
         info!(?report, "reconciliation done");
         Ok(report)
     }
 }
+
+impl Reconciler {
+    async fn copy_pending(&self, task: &Id) -> Result<usize> {
+        let Some(engine) = &self.copier else {
+            return Ok(0);
+        };
+        let assets = engine
+            .assets()
+            .pending_in_task(&keys::task_pk(task))
+            .await?;
+        let stop = Instant::now() + COPY_BUDGET;
+        let outcomes = copy_all(engine, assets, stop, DEFAULT_CONCURRENCY).await;
+        Ok(outcomes
+            .iter()
+            .filter(|o| matches!(o, CopyOutcome::Stored { .. }))
+            .count())
+    }
+}
+
+/// Time given to the copies of one task, so one huge file cannot starve the others.
+const COPY_BUDGET: Duration = Duration::from_secs(120);
 
 /// Turns a byId answer into the callbacks MusicGPT would have sent: for Music AI one per song
 /// (fields suffixed `_1` / `_2`) and one for the cover; otherwise the answer itself.

@@ -183,84 +183,74 @@ impl TaskStore {
 
     /// The raw bodies of callbacks parked on a conversion.
     pub async fn parked_bodies(&self, conversion: &Id) -> Result<Vec<String>> {
-        let mut bodies = Vec::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :parked)")
-                .expression_attribute_values(
-                    ":pk",
-                    AttributeValue::S(keys::conversion_pk(conversion)),
-                )
-                .expression_attribute_values(":parked", AttributeValue::S(keys::parked_sk("")))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| Error::Storage(sdk_message(e)))?;
-            for item in out.items.unwrap_or_default() {
-                let parked: ParkedItem = serde_dynamo::from_item(item)
-                    .map_err(|e| Error::Storage(format!("unreadable parked callback: {e}")))?;
-                bodies.push(parked.body);
-            }
-            match out.last_evaluated_key {
-                Some(next) if !next.is_empty() => start = Some(next),
-                _ => return Ok(bodies),
-            }
-        }
+        let items = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :parked)")
+            .expression_attribute_values(":pk", AttributeValue::S(keys::conversion_pk(conversion)))
+            .expression_attribute_values(":parked", AttributeValue::S(keys::parked_sk("")))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| Error::Storage(sdk_message(e)))?;
+        items
+            .into_iter()
+            .map(|item| {
+                serde_dynamo::from_item::<_, ParkedItem>(item)
+                    .map(|parked| parked.body)
+                    .map_err(|e| Error::Storage(format!("unreadable parked callback: {e}")))
+            })
+            .collect()
     }
 
     /// Tasks that need a look: registered (SUBMITTED) before `cutoff` with no status since, or
     /// with an asset still PENDING whose next try was due before `cutoff`. A filtered scan:
     /// it reads the whole table, which is fine for the sizes this serves every 15 minutes.
     pub async fn due_tasks(&self, cutoff: u64) -> Result<Vec<Id>> {
-        let mut tasks: Vec<Id> = Vec::new();
+        let items = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression(
+                "(item_type = :task AND #status = :submitted AND created_at <= :cutoff) \
+                 OR (item_type = :asset AND #state = :pending AND next_try_at <= :cutoff)",
+            )
+            .projection_expression("task_id")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":task", AttributeValue::S("TASK".into()))
+            .expression_attribute_values(
+                ":submitted",
+                AttributeValue::S(crate::submit::SUBMITTED.into()),
+            )
+            .expression_attribute_values(":asset", AttributeValue::S("ASSET".into()))
+            .expression_attribute_values(
+                ":pending",
+                AttributeValue::S(crate::records::ASSET_PENDING.into()),
+            )
+            .expression_attribute_values(":cutoff", AttributeValue::N(cutoff.to_string()))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| Error::Storage(sdk_message(e)))?;
         let mut seen = std::collections::HashSet::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let out = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .filter_expression(
-                    "(item_type = :task AND #status = :submitted AND created_at <= :cutoff) \
-                     OR (item_type = :asset AND #state = :pending AND next_try_at <= :cutoff)",
-                )
-                .projection_expression("task_id")
-                .expression_attribute_names("#status", "status")
-                .expression_attribute_names("#state", "state")
-                .expression_attribute_values(":task", AttributeValue::S("TASK".into()))
-                .expression_attribute_values(
-                    ":submitted",
-                    AttributeValue::S(crate::submit::SUBMITTED.into()),
-                )
-                .expression_attribute_values(":asset", AttributeValue::S("ASSET".into()))
-                .expression_attribute_values(
-                    ":pending",
-                    AttributeValue::S(crate::records::ASSET_PENDING.into()),
-                )
-                .expression_attribute_values(":cutoff", AttributeValue::N(cutoff.to_string()))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| Error::Storage(sdk_message(e)))?;
-            for item in out.items.unwrap_or_default() {
-                let found: LinkItem = serde_dynamo::from_item(item)
-                    .map_err(|e| Error::Storage(format!("unreadable item: {e}")))?;
-                if let Some(task) = found.task_id.as_deref().and_then(Id::parse)
-                    && seen.insert(task.clone())
-                {
-                    tasks.push(task);
-                }
-            }
-            match out.last_evaluated_key {
-                Some(next) if !next.is_empty() => start = Some(next),
-                _ => return Ok(tasks),
+        let mut tasks = Vec::new();
+        for item in items {
+            let found: LinkItem = serde_dynamo::from_item(item)
+                .map_err(|e| Error::Storage(format!("unreadable item: {e}")))?;
+            if let Some(task) = found.task_id.as_deref().and_then(Id::parse)
+                && seen.insert(task.clone())
+            {
+                tasks.push(task);
             }
         }
+        Ok(tasks)
     }
 
     /// The conversion type a task was submitted or reported with, if any.

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use musicgpt_webhook::cli::{self, Command};
-use musicgpt_webhook::config::{self, Config, ProcessEnv};
+use musicgpt_webhook::config::Config;
 use musicgpt_webhook::ingest::Recorder;
 use musicgpt_webhook::musicgpt::MusicGptApi;
 use musicgpt_webhook::store::TaskStore;
@@ -29,7 +29,9 @@ async fn run() -> Result<(), Error> {
         return Ok(());
     };
     let config = Config::from_env()?;
-    let musicgpt = config::musicgpt(&ProcessEnv)?
+    let musicgpt = config
+        .musicgpt
+        .clone()
         .ok_or_else(|| Error::Config("MUSICGPT_API_KEY is required".into()))?;
     let api = MusicGptApi::new(&musicgpt.api_url, &musicgpt.api_key)?;
     let sdk = aws::load_sdk_config().await;

@@ -4,6 +4,7 @@
 //! Each test file includes this with `mod support;`; not every file uses every helper.
 #![allow(dead_code)]
 
+pub mod fault_proxy;
 pub mod musicgpt;
 
 use std::collections::HashMap;
@@ -42,9 +43,14 @@ pub fn endpoint() -> String {
 /// SDK configuration for the emulator. Built by hand rather than with `aws_config::defaults`
 /// so that the developer's AWS profile and environment variables cannot leak into tests.
 pub async fn sdk_config() -> SdkConfig {
+    sdk_config_for(&endpoint())
+}
+
+/// The same, for another endpoint in front of moto (the fault proxy).
+pub fn sdk_config_for(endpoint: &str) -> SdkConfig {
     SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(endpoint())
+        .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
         .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
             "testing", "testing", None, None, "moto",
@@ -61,7 +67,11 @@ pub async fn dynamo() -> aws_sdk_dynamodb::Client {
 /// S3 client for the emulator: path-style addressing (no bucket DNS names on loopback) and
 /// checksums only where the API requires them, as DESIGN.md advises for emulators.
 pub async fn s3() -> aws_sdk_s3::Client {
-    let config = aws_sdk_s3::config::Builder::from(&sdk_config().await)
+    s3_for(&sdk_config().await)
+}
+
+pub fn s3_for(sdk: &SdkConfig) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::config::Builder::from(sdk)
         .force_path_style(true)
         .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
         .build();

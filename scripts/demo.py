@@ -1,0 +1,148 @@
+"""`make demo`: the whole flow end to end, by itself, then a check of what landed.
+
+Starts the local stack (local_stack.py), POSTs every callback of the Music AI task in events/
+(2 audio, 2 lyrics, 1 cover; URLs pointed at the local stand-in for MusicGPT's buckets) plus one
+duplicate, waits until no asset is PENDING, prints the task's items and the bucket's objects
+with sizes and SHA-256, and exits non-zero if anything is missing or differs. Stops everything
+it started, however it ends.
+
+Usage: python scripts/demo.py [--mode inline|stream] [--release] [--key-prefix PREFIX]
+       [--expect stored|recorded] [--timeout SECONDS]
+"""
+
+import argparse
+import json
+import sys
+import time
+
+import local_stack
+from local_stack import CALLBACKS, SONGS, TASK, Stack, log
+
+
+def expected_objects(stack: Stack) -> dict[str, bytes]:
+    prefix = stack.key_prefix.rstrip("/") + "/" if stack.key_prefix else ""
+    want = {f"{prefix}{TASK}/cover.png": stack.media[f"img-gen-pipeline/{TASK}.png"]}
+    for song in SONGS:
+        for ext in ("mp3", "wav"):
+            want[f"{prefix}{TASK}/{song}.{ext}"] = stack.media[f"conversions/{song}.{ext}"]
+    return want
+
+
+def short(value, width=72):
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    text = text.replace("\n", "\\n")
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def print_items(items: list[dict]) -> None:
+    print(f"\n== items of TASK#{TASK} ({len(items)})")
+    for item in items:
+        print(f"- {item['sk']}")
+        for name in sorted(item):
+            if name not in ("pk", "sk"):
+                print(f"    {name:<22} {short(item[name])}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=("inline", "stream"), default="inline")
+    parser.add_argument("--release", action="store_true")
+    parser.add_argument("--key-prefix", default="")
+    parser.add_argument("--port", type=int, default=9000)
+    parser.add_argument("--timeout", type=float, default=180)
+    parser.add_argument("--expect", choices=("stored", "recorded"), default="stored",
+                        help="recorded: only check that every asset was recorded (no copy engine)")
+    args = parser.parse_args()
+    stack = Stack("demo", mode=args.mode, lambda_port=args.port, release=args.release,
+                  key_prefix=args.key_prefix)
+    try:
+        return demo(stack, args)
+    except Exception as exc:  # noqa: BLE001 - report, show the logs, exit non-zero
+        log(f"FAILED: {exc}")
+        return 1
+    finally:
+        failed_logs = stack.logs
+        stack.stop()
+        log(f"stopped everything; logs in {failed_logs.relative_to(local_stack.ROOT)}/")
+
+
+def demo(stack: Stack, args) -> int:
+    started = time.monotonic()
+    stack.start()
+    problems = []
+
+    print(f"\n== POST {stack.webhook_url.replace(local_stack.TOKEN, '<token>')}")
+    for name in (*CALLBACKS, CALLBACKS[2]):  # the last one again: a duplicate delivery
+        t0 = time.monotonic()
+        status, body = stack.post(name)
+        print(f"{status}  {time.monotonic() - t0:6.2f} s  {name:<18} {short(body, 90)}")
+        if status != 200:
+            problems.append(f"{name}: HTTP {status}")
+
+    want = expected_objects(stack)
+    deadline = time.monotonic() + args.timeout
+    while True:
+        assets = [i for i in stack.task_items() if i["sk"].startswith("ASSET#")]
+        pending = [a["sk"] for a in assets if a.get("state") == "PENDING"]
+        if args.expect == "recorded" or (len(assets) >= len(want) and not pending):
+            break
+        if time.monotonic() > deadline:
+            problems.append(f"still PENDING after {args.timeout:.0f} s: {', '.join(pending)}")
+            break
+        time.sleep(0.5)
+
+    items = stack.task_items()
+    print_items(items)
+    assets = [i for i in items if i["sk"].startswith("ASSET#")]
+    if len(assets) != len(want):
+        problems.append(f"{len(assets)} asset items, expected {len(want)}")
+    if args.expect == "stored":
+        for asset in assets:
+            if asset.get("state") != "STORED":
+                problems.append(f"{asset['sk']} is {asset.get('state')}: "
+                                f"{asset.get('last_error', '')}")
+
+    objects = {o["key"]: o for o in stack.objects()}
+    print(f"\n== objects in s3://{local_stack.BUCKET} ({len(objects)})")
+    for key, obj in sorted(objects.items()):
+        source = want.get(key)
+        verdict = ("same bytes as the source" if source is not None
+                   and local_stack.sha256_of(source) == obj["sha256"] else "DIFFERS FROM THE SOURCE")
+        print(f"{obj['size']:>12,} B  sha256 {obj['sha256']}  {key}  ({verdict})")
+    if args.expect == "stored":
+        for key, source in want.items():
+            obj = objects.get(key)
+            if obj is None:
+                problems.append(f"missing object {key}")
+            elif obj["sha256"] != local_stack.sha256_of(source):
+                problems.append(f"{key}: sha256 differs from the source")
+        for asset in assets:
+            stored_hash = asset.get("sha256")
+            obj = objects.get(asset.get("s3_key") or asset.get("key") or "")
+            if stored_hash and obj and stored_hash != obj["sha256"]:
+                problems.append(f"{asset['sk']}: item sha256 differs from the object's")
+        if stack.open_multipart_uploads():
+            problems.append("multipart uploads left open")
+
+    fetched = local_stack.QuietHandler.requests
+    print(f"\n== source requests: {sum(fetched.values())} "
+          f"({', '.join(f'{p} x{n}' for p, n in sorted(fetched.items())) or 'none'})")
+    if stack.pump is not None:
+        print(f"== stream pump: {stack.pump.stats}")
+    peaks = stack.function_peak_rss()
+    print("== peak RSS of the functions: "
+          + (", ".join(f"{name} {size / 2**20:.1f} MiB" for name, size in sorted(peaks.items()))
+             or "not found"))
+    print(f"== {time.monotonic() - started:.1f} s in all")
+    if problems:
+        print("\nDEMO FAILED:")
+        for problem in problems:
+            print(f"  - {problem}")
+        return 1
+    checked = "recorded" if args.expect == "recorded" else "stored, bytes verified"
+    print(f"\nDEMO OK: 5 callbacks + 1 duplicate accepted, {len(want)} files {checked}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(local_stack.run_stack(main))

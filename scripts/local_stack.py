@@ -1,0 +1,378 @@
+"""The whole flow on one machine, nothing from AWS: moto (DynamoDB + S3), a local HTTP server
+standing in for MusicGPT's buckets, and the functions under `cargo lambda watch`.
+
+Used by run.py (`make run`) and demo.py (`make demo`). Every process it starts is in its own
+process group and is stopped by `Stack.stop()`, which the scripts call on any exit.
+"""
+
+import functools
+import hashlib
+import http.server
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import boto3
+
+import sample_media
+from runtime_shim import Shim
+from stream_pump import StreamPump
+
+ROOT = Path(__file__).resolve().parent.parent
+STATE = ROOT / ".local"
+TEMPLATE = ROOT / "template.yaml"
+EVENTS = ROOT / "events"
+
+TOKEN = "test-token-0123456789abcdef"  # the token of events/*.json
+TABLE = "musicgpt-local"
+BUCKET = "musicgpt-local"
+REGION = "us-east-1"
+TASK = "4fc2cdba-005d-4d14-a208-5fb02a2809da"
+SONGS = ("05092d5c-f8b1-4c96-a4a3-45bc00de6268", "52fcd3b6-3925-41ed-b4c6-aee17a29e40b")
+# The Music AI task of events/, in an order that is not the natural one.
+CALLBACKS = ("music-ai-cover", "music-ai-lyrics-1", "music-ai-audio-1", "music-ai-audio-2",
+             "music-ai-lyrics-2")
+MUSICGPT_HOSTS = ("https://lalals.s3.amazonaws.com/", "https://musicgpt.s3.amazonaws.com/")
+
+
+def log(message: str) -> None:
+    print(f"[local] {message}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        # As the watcher binds (tokio sets SO_REUSEADDR): connections of an earlier run in
+        # TIME_WAIT do not make the port busy.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def wait_until(what: str, ready, timeout: float, process=None) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode} before it was ready")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} not ready after {timeout:.0f} s")
+        time.sleep(0.1)
+
+
+def answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def host_triple() -> str:
+    info = subprocess.run(["rustc", "-vV"], capture_output=True, text=True, check=True).stdout
+    return next(line.split()[1] for line in info.splitlines() if line.startswith("host:"))
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves the media directory, counting requests per path."""
+
+    requests: dict = {}
+
+    def log_message(self, format, *args):  # noqa: A002 - the base class's name
+        QuietHandler.requests[self.path] = QuietHandler.requests.get(self.path, 0) + 1
+
+
+class Stack:
+    def __init__(self, name: str, mode: str = "inline", lambda_port: int = 9000,
+                 release: bool = False, quiet: bool = True, key_prefix: str = ""):
+        # .local/<name>: `make run` and `make demo` can run side by side.
+        self.state = STATE / name
+        self.mode = mode
+        self.release = release
+        self.quiet = quiet
+        self.key_prefix = key_prefix
+        self.lambda_port = lambda_port if port_is_free(lambda_port) else free_port()
+        if self.lambda_port != lambda_port:
+            log(f"port {lambda_port} is busy: the functions get port {self.lambda_port}")
+        self.processes: list[subprocess.Popen] = []
+        self.media: dict[str, bytes] = {}
+        self.audio_server = None
+        self.pump = None
+        self.shim = None
+        self.logs = self.state / "logs"
+
+    # ------------------------------------------------------------------ start
+    def start(self) -> None:
+        if self.state.exists():
+            shutil.rmtree(self.state)
+        self.logs.mkdir(parents=True)
+        self._start_moto()
+        self._create_table_and_bucket()
+        self._serve_media()
+        self._write_callbacks()
+        self._start_functions()
+        if self.mode == "stream":
+            self._start_pump()
+        (self.state / "stack.json").write_text(json.dumps({
+            "endpoint": self.endpoint, "table": TABLE, "bucket": BUCKET,
+            "webhook_url": self.webhook_url, "key_prefix": self.key_prefix,
+        }, indent=2))
+
+    def _spawn(self, name: str, args: list, env=None, to_terminal=False) -> subprocess.Popen:
+        out = None if to_terminal else open(self.logs / f"{name}.log", "wb")
+        process = subprocess.Popen(
+            args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT if out else None,
+            stdin=subprocess.PIPE if name == "moto" else subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: Ctrl-C reaches us, we stop it
+        )
+        process.name = name
+        self.processes.append(process)
+        return process
+
+    def _start_moto(self) -> None:
+        port = free_port()
+        venv_python = ROOT / ".venv" / "bin" / "python"
+        # The launcher the tests use: DynamoDB requests applied atomically, as AWS does; the
+        # guard stops moto when our end of its stdin closes, even if we are killed.
+        moto = self._spawn("moto", [
+            sys.executable, str(ROOT / "tests/support/moto_guard.py"), str(venv_python),
+            str(ROOT / "tests/support/moto_atomic.py"), "127.0.0.1", str(port),
+        ])
+        wait_until("moto", lambda: answers(port), 20, moto)
+        self.endpoint = f"http://127.0.0.1:{port}"
+        log(f"moto (DynamoDB, S3) on {self.endpoint}")
+
+    def client(self, service: str):
+        return boto3.client(service, endpoint_url=self.endpoint, region_name=REGION,
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    def _create_table_and_bucket(self) -> None:
+        dynamodb = self.client("dynamodb")
+        table = dynamodb.create_table(
+            TableName=TABLE, BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk")],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                       {"AttributeName": "sk", "KeyType": "RANGE"}],
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        )
+        self.stream_arn = table["TableDescription"]["LatestStreamArn"]
+        dynamodb.update_time_to_live(TableName=TABLE, TimeToLiveSpecification={
+            "Enabled": True, "AttributeName": "expires_at"})
+        self.client("s3").create_bucket(Bucket=BUCKET)
+        log(f"table {TABLE} (pk/sk, stream NEW_AND_OLD_IMAGES, TTL expires_at), bucket {BUCKET}")
+
+    def _serve_media(self) -> None:
+        root = self.state / "musicgpt"
+        for n, song in enumerate(SONGS):
+            # The WAV is big enough for a multipart upload; the "mp3" for a single PUT.
+            sample_media.write_song(root / f"conversions/{song}.wav", 50 + 10 * n, 220 + 55 * n)
+            sample_media.write_song(root / f"conversions/{song}.mp3", 6 + n, 330 + 55 * n, 1)
+        sample_media.write_cover(root / f"img-gen-pipeline/{TASK}.png")
+        for path in sorted(root.rglob("*.*")):
+            self.media[str(path.relative_to(root))] = path.read_bytes()
+        handler = functools.partial(QuietHandler, directory=str(root))
+        self.audio_server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=self.audio_server.serve_forever, daemon=True).start()
+        self.media_url = f"http://127.0.0.1:{self.audio_server.server_address[1]}/"
+        log(f"MusicGPT's files (stand-in) on {self.media_url}: "
+            + ", ".join(f"{k} ({len(v):,} B)" for k, v in self.media.items()))
+
+    def _write_callbacks(self) -> None:
+        """events/http-<name>.json bodies with MusicGPT's URLs pointing at the local server."""
+        out = self.state / "callbacks"
+        out.mkdir()
+        for name in CALLBACKS:
+            body = json.loads((EVENTS / f"http-{name}.json").read_text())["body"]
+            for host in MUSICGPT_HOSTS:
+                body = body.replace(host, self.media_url)
+            (out / f"{name}.json").write_text(body)
+
+    @property
+    def webhook_url(self) -> str:
+        return f"http://127.0.0.1:{self.lambda_port}/lambda-url/webhook/{TOKEN}"
+
+    def _start_functions(self) -> None:
+        profile = ["--release"] if self.release else []
+        bins = ["--bin", "webhook"] + (["--bin", "copier"] if self.mode == "stream" else [])
+        log(f"building {' and '.join(bins[1::2])} ({'release' if self.release else 'debug'})")
+        started = time.monotonic()
+        build = subprocess.run(["cargo", "build", "--locked", *profile, *bins], cwd=ROOT,
+                               stdout=subprocess.PIPE if self.quiet else None,
+                               stderr=subprocess.STDOUT if self.quiet else None)
+        if build.returncode != 0:
+            if self.quiet:
+                sys.stdout.write(build.stdout.decode(errors="replace"))
+            raise RuntimeError("cargo build failed")
+        log(f"built in {time.monotonic() - started:.1f} s")
+        variables = {
+            "TABLE_NAME": TABLE, "BUCKET_NAME": BUCKET, "WEBHOOK_TOKENS": TOKEN,
+            "COPY_MODE": self.mode, "KEY_PREFIX": self.key_prefix,
+            # The local stand-in is allowed, over plain http because it is on loopback.
+            "SOURCE_HOSTS": "127.0.0.1",
+            "AWS_ENDPOINT_URL": self.endpoint, "AWS_REGION": REGION,
+            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_EC2_METADATA_DISABLED": "true", "RUST_LOG": "info",
+        }
+
+        env_file = self.state / "lambda.env"
+        env_file.write_text("".join(f"{k}={v}\n" for k, v in variables.items()))
+        # No AWS settings of the developer's may reach the functions.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env["PATH"] = f"{ROOT / '.venv-lambda' / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+        # cargo-lambda's deadline header is a duration, not a time: the functions reach the
+        # watcher's runtime API through runtime_shim.py, by way of cargo's runner.
+        self.shim = Shim(self.lambda_port, self.logs / "runtime-shim.log")
+        env["LOCAL_RUNTIME_SHIM"] = f"127.0.0.1:{self.shim.port}"
+        env[f"CARGO_TARGET_{host_triple().upper().replace('-', '_')}_RUNNER"] = str(
+            ROOT / "scripts" / "lambda_runner.sh")
+        watch = self._spawn("cargo-lambda-watch", [
+            "cargo", "lambda", "watch", "--invoke-address", "127.0.0.1",
+            "--invoke-port", str(self.lambda_port), "--env-file", str(env_file),
+            "--timeout", "900", *profile,
+        ], env=env, to_terminal=not self.quiet)
+        wait_until("cargo lambda watch", lambda: answers(self.lambda_port), 120, watch)
+        log(f"cargo lambda watch on 127.0.0.1:{self.lambda_port}, COPY_MODE={self.mode}")
+
+    def _start_pump(self) -> None:
+        invoke = f"http://127.0.0.1:{self.lambda_port}/2015-03-31/functions/copier/invocations"
+        self.pump = StreamPump(self.client("dynamodbstreams"), self.stream_arn, invoke, TEMPLATE,
+                               log)
+        self.pump.start()
+        log("stream pump: table stream -> FilterCriteria of template.yaml -> copier")
+
+    # ------------------------------------------------------------------ use
+    def post(self, name: str) -> tuple[int, str]:
+        """POSTs a callback with curl, as MusicGPT would."""
+        body = self.state / "callbacks" / f"{name}.json"
+        out = self._curl(body)
+        if out.returncode != 0:
+            return 0, out.stderr.strip()
+        text, _, code = out.stdout.rpartition("\n")
+        return int(code), text
+
+    def _curl(self, body: Path) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["curl", "-sS", "--max-time", "600", "-o", "-", "-w", "\n%{http_code}",
+             "-H", "content-type: application/json", "--data-binary", f"@{body}",
+             self.webhook_url],
+            capture_output=True, text=True)
+
+    def task_items(self) -> list[dict]:
+        dynamodb = self.client("dynamodb")
+        items, start = [], {}
+        while True:
+            page = dynamodb.query(TableName=TABLE, KeyConditionExpression="pk = :pk",
+                                  ExpressionAttributeValues={":pk": {"S": f"TASK#{TASK}"}},
+                                  ConsistentRead=True, **start)
+            items += [plain_item(i) for i in page["Items"]]
+            if "LastEvaluatedKey" not in page:
+                return items
+            start = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
+
+    def objects(self) -> list[dict]:
+        s3 = self.client("s3")
+        found = []
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
+            for obj in page.get("Contents", []):
+                body = s3.get_object(Bucket=BUCKET, Key=obj["Key"])["Body"].read()
+                found.append({"key": obj["Key"], "size": len(body), "sha256": sha256_of(body)})
+        return found
+
+    def open_multipart_uploads(self) -> int:
+        return len(self.client("s3").list_multipart_uploads(Bucket=BUCKET).get("Uploads", []))
+
+    def function_peak_rss(self) -> dict[str, int]:
+        """Peak resident memory (VmHWM, bytes) of the function processes built here."""
+        peaks = {}
+        target = str(ROOT / "target") + os.sep
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                exe = os.readlink(proc / "exe")
+                status = (proc / "status").read_text()
+            except OSError:
+                continue
+            name = Path(exe).name
+            if exe.startswith(target) and name in ("webhook", "copier"):
+                kib = int(next(line.split()[1] for line in status.splitlines()
+                               if line.startswith("VmHWM:")))
+                peaks[name] = max(peaks.get(name, 0), kib * 1024)
+        return peaks
+
+    # ------------------------------------------------------------------ stop
+    def stop(self) -> None:
+        if self.pump is not None:
+            self.pump.stop()
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                try:
+                    os.killpg(process.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        for process in reversed(self.processes):
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+            # Whatever the process group left behind (a function started by the watcher).
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if self.audio_server is not None:
+            self.audio_server.shutdown()
+        if self.shim is not None:
+            self.shim.stop()
+        self.processes.clear()
+
+
+def plain_item(item: dict) -> dict:
+    """DynamoDB's typed JSON -> plain values, for printing."""
+    def value(v: dict):
+        (kind, raw), = v.items()
+        if kind == "N":
+            return float(raw) if "." in raw else int(raw)
+        if kind == "M":
+            return {k: value(x) for k, x in raw.items()}
+        if kind == "L":
+            return [value(x) for x in raw]
+        if kind == "NULL":
+            return None
+        return raw
+    return {k: value(v) for k, v in item.items()}
+
+
+def run_stack(main) -> int:
+    """Runs main(stack-args...) with SIGTERM/SIGHUP turned into a normal exit, so that the
+    caller's `finally: stack.stop()` always runs."""
+    def leave(signum, _frame):
+        raise SystemExit(128 + signum)
+    # Ctrl-C raises KeyboardInterrupt even where SIGINT came in ignored (background jobs).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, leave)
+    signal.signal(signal.SIGHUP, leave)
+    try:
+        return main()
+    except KeyboardInterrupt:
+        print()
+        log("interrupted")
+        return 130
