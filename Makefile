@@ -55,7 +55,9 @@ lint:
 # Benchmarks (issue 5, part 3): `make bench` runs them all; each prints a markdown table.
 bench: bench-ingest bench-cold-start bench-copy
 
-# Copies a generated 1 GiB file into moto's S3; prints throughput and peak RSS (BENCH_MIB=n for another size).
+# Copy engine vs its floor (slower of a plain download and a plain upload to moto) for 10 MiB,
+# 100 MiB and 1 GiB: one markdown table of throughput and peak RSS, a few minutes on 2 cores.
+# BENCH_MIB=10,100 for other sizes, BENCH_ROUNDS=n for n runs of each.
 bench-copy: venv
 	cargo bench --bench copy_memory
 

@@ -8,9 +8,8 @@
 //!
 //! Both sides run the 5 callbacks of a Music AI task (events/http-music-ai-*.json) in the
 //! order MusicGPT sends them (songs, their timestamped lyrics, the cover), each task with new
-//! ids so every callback is a first delivery, on a fresh table per run. (The test emulator,
-//! tests/support/moto_atomic.py, keeps moto's transactions from copying the whole table, so
-//! their cost does not grow with the table, as DynamoDB's does not.)
+//! ids so every callback is a first delivery, and each task in a fresh table (see
+//! `fresh_tables` for why).
 //!
 //! No log subscriber is installed, so the handler's one log line per callback costs nothing
 //! here (in Lambda it is a JSON line on stdout).
@@ -358,46 +357,34 @@ impl Bench<'_> {
     /// for that inside its figures. (moto closes every connection, so there is no pool to
     /// warm.)
     async fn warm_up(&self, side: Side) {
-        let table = support::fresh_table().await;
-        let tasks = self.concurrency.min(8);
-        let warm = run_tasks(
-            side,
-            self.client,
-            self.templates,
-            table,
-            tasks,
-            self.concurrency,
-        );
+        let tables = fresh_tables(self.concurrency.min(8)).await;
+        let warm = run_tasks(side, self.client, self.templates, tables, self.concurrency);
         tokio::time::timeout(RUN_TIMEOUT, warm)
             .await
             .expect("warm-up within the time limit");
     }
 
     /// `tasks` Music AI tasks, `concurrency` of them at a time, each task's 5 callbacks one
-    /// after the other (as MusicGPT sends them), on a fresh table. Times each callback: for
-    /// the handler `Webhook::handle`, for the floor only the SDK's `send()` of prebuilt
-    /// requests.
+    /// after the other (as MusicGPT sends them). Times each callback: for the handler
+    /// `Webhook::handle`, for the floor only the SDK's `send()` of prebuilt requests.
     async fn measure(&self, side: Side, tasks: usize) -> RunStats {
-        let table = support::fresh_table().await;
+        let setup = Instant::now();
+        let tables = fresh_tables(tasks).await;
+        let setup = setup.elapsed();
         let before = self.counter.count();
         let started = Instant::now();
-        let run = run_tasks(
-            side,
-            self.client,
-            self.templates,
-            table,
-            tasks,
-            self.concurrency,
-        );
+        let run = run_tasks(side, self.client, self.templates, tables, self.concurrency);
         let latencies = tokio::time::timeout(RUN_TIMEOUT, run)
             .await
             .unwrap_or_else(|_| panic!("{side:?} run over {RUN_TIMEOUT:?}"));
         let wall = started.elapsed();
         eprintln!(
-            "[ingest] {side:?}, concurrency {}: {} callbacks in {:.1} s",
+            "[ingest] {side:?}, concurrency {}: {} callbacks in {:.1} s ({tasks} tables made \
+             in {:.1} s, untimed)",
             self.concurrency,
             latencies.len(),
             wall.as_secs_f64(),
+            setup.as_secs_f64(),
         );
         RunStats {
             latencies,
@@ -407,31 +394,45 @@ impl Bench<'_> {
     }
 }
 
-/// Runs `tasks` tasks on `table`, `concurrency` at a time; returns every callback's latency.
+/// A fresh table for every task, so every callback meets the same small table, as it would
+/// meet the same DynamoDB whatever its size. moto's costs can grow with the table (its Query
+/// scans the whole table; its own transactions copied it before tests/support/moto_atomic.py
+/// replaced that with an item-level rollback).
+async fn fresh_tables(count: usize) -> Vec<String> {
+    let mut tables = Vec::with_capacity(count);
+    for _ in 0..count {
+        tables.push(support::fresh_table().await);
+    }
+    tables
+}
+
+/// Runs one task per table, `concurrency` at a time; returns every callback's latency.
 async fn run_tasks(
     side: Side,
     client: &Client,
     templates: &Templates,
-    table: String,
-    tasks: usize,
+    tables: Vec<String>,
     concurrency: usize,
 ) -> Vec<Duration> {
-    let webhook = Arc::new(webhook_for(client, &table));
-    let store = Arc::new(TaskStore::new(client.clone(), &table));
+    let tables = Arc::new(tables);
     let templates = Arc::new(templates.music_ai.clone());
     let next_task = Arc::new(AtomicUsize::new(0));
     let mut workers = Vec::new();
     for _ in 0..concurrency {
-        let (next_task, webhook, store, templates, client) = (
+        let (next_task, tables, templates, client) = (
             next_task.clone(),
-            webhook.clone(),
-            store.clone(),
+            tables.clone(),
             templates.clone(),
             client.clone(),
         );
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
-            while next_task.fetch_add(1, Ordering::Relaxed) < tasks {
+            loop {
+                let Some(table) = tables.get(next_task.fetch_add(1, Ordering::Relaxed)) else {
+                    return latencies;
+                };
+                let webhook = webhook_for(&client, table);
+                let store = TaskStore::new(client.clone(), table);
                 let ids = TaskIds::fresh();
                 for template in templates.iter() {
                     let event = ids.apply(template);
@@ -453,7 +454,6 @@ async fn run_tasks(
                     }
                 }
             }
-            latencies
         }));
     }
     let mut all = Vec::new();
@@ -725,7 +725,7 @@ fn print_report(
     println!(
         "against {} (DynamoDB requests serialised by tests/support/moto_atomic.py); every \
          callback a first delivery; Music AI tasks of 5 callbacks (2 songs, 2 lyrics, cover) \
-         in order, `concurrency` tasks at a time, a fresh table per run; handler and floor \
+         in order, `concurrency` tasks at a time, a fresh table each; handler and floor \
          alternate (H F F H)\n",
         moto_version()
     );
