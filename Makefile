@@ -52,8 +52,14 @@ lint:
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 
-# Benchmarks (issue 5, part 3): `make bench` runs them all; each prints a markdown table.
-bench: bench-ingest bench-cold-start bench-copy
+# Benchmarks (issue 5, part 3): `make bench` runs them all (each prints its own detailed
+# tables as it goes) and ends with one table of every headline figure, its floor and target.
+BENCH_SUMMARY := $(CURDIR)/target/bench-summary.jsonl
+bench: venv
+	mkdir -p target
+	rm -f $(BENCH_SUMMARY)
+	BENCH_SUMMARY=$(BENCH_SUMMARY) $(MAKE) --no-print-directory bench-ingest bench-cold-start bench-copy
+	$(PYTHON) scripts/bench_summary.py $(BENCH_SUMMARY)
 
 # Copy engine vs its floor (slower of a plain download and a plain upload to moto) for 10 MiB,
 # 100 MiB and 1 GiB: one markdown table of throughput and peak RSS, a few minutes on 2 cores.

@@ -41,6 +41,7 @@ use musicgpt_webhook::store::TaskStore;
 use musicgpt_webhook::token::WebhookTokens;
 use serde_json::Value;
 
+use common::summary;
 use common::{
     FloorRequests, RETENTION, TOKEN, benchmarking, body_of, event_text, fresh_id, key_prefix,
     load_average, machine, ms,
@@ -740,15 +741,30 @@ fn print_report(
             floor.per_second(),
             ratio(handler.per_second(), floor.per_second()),
         );
+        summary::record(summary::Row {
+            part: "ingest",
+            figure: format!("callbacks/s, concurrency {concurrency}"),
+            measured: format!("{:.1}", handler.per_second()),
+            floor: format!("{:.1}", floor.per_second()),
+            vs_floor: ratio(handler.per_second(), floor.per_second()),
+            target: String::new(),
+        });
         for percentile in [50.0, 99.0] {
             let (h, f) = (handler.p(percentile), floor.p(percentile));
             let note = if percentile == 50.0 {
                 let met = h.as_secs_f64() <= f.as_secs_f64() * TARGET_P50_RATIO;
-                let verdict = if met { "met" } else { "MISSED" };
-                format!("target <= {TARGET_P50_RATIO:.1}: {verdict}")
+                summary::verdict(&format!("<= {TARGET_P50_RATIO:.1}x the floor"), met)
             } else {
                 String::new()
             };
+            summary::record(summary::Row {
+                part: "ingest",
+                figure: format!("latency p{percentile:.0}, concurrency {concurrency}"),
+                measured: format!("{:.1} ms", ms(h)),
+                floor: format!("{:.1} ms", ms(f)),
+                vs_floor: ratio(h.as_secs_f64(), f.as_secs_f64()),
+                target: note.clone(),
+            });
             println!(
                 "| latency p{percentile:.0} (ms) | {concurrency} | {n} | {:.2} | {:.2} | {} | \
                  {note} |",
@@ -767,6 +783,19 @@ fn print_report(
                 floor.round_trips_per_callback()
             ),
         );
+        summary::record(summary::Row {
+            part: "ingest",
+            figure: format!(
+                "DynamoDB round trips per callback (Music AI task), concurrency {concurrency}"
+            ),
+            measured: format!("{:.2}", handler.round_trips_per_callback()),
+            floor: format!("{:.2}", floor.round_trips_per_callback()),
+            vs_floor: ratio(
+                handler.round_trips_per_callback(),
+                floor.round_trips_per_callback(),
+            ),
+            target: String::new(),
+        });
     }
     for variant in variants {
         println!(
@@ -775,6 +804,14 @@ fn print_report(
             variant.ops.len(),
             variant.why()
         );
+        summary::record(summary::Row {
+            part: "ingest",
+            figure: format!("DynamoDB round trips: {}", variant.name),
+            measured: variant.ops.len().to_string(),
+            floor: String::new(),
+            vs_floor: String::new(),
+            target: variant.why(),
+        });
     }
 }
 

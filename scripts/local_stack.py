@@ -23,7 +23,6 @@ from pathlib import Path
 import boto3
 
 import sample_media
-from runtime_shim import Shim
 from stream_pump import StreamPump
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,11 +82,6 @@ def answers(port: int) -> bool:
         return False
 
 
-def host_triple() -> str:
-    info = subprocess.run(["rustc", "-vV"], capture_output=True, text=True, check=True).stdout
-    return next(line.split()[1] for line in info.splitlines() if line.startswith("host:"))
-
-
 def sha256_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -117,7 +111,6 @@ class Stack:
         self.media: dict[str, bytes] = {}
         self.audio_server = None
         self.pump = None
-        self.shim = None
         self.logs = self.state / "logs"
 
     # ------------------------------------------------------------------ start
@@ -238,12 +231,6 @@ class Stack:
         # No AWS settings of the developer's may reach the functions.
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         env["PATH"] = f"{ROOT / '.venv-lambda' / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-        # cargo-lambda's deadline header is a duration, not a time: the functions reach the
-        # watcher's runtime API through runtime_shim.py, by way of cargo's runner.
-        self.shim = Shim(self.lambda_port, self.logs / "runtime-shim.log")
-        env["LOCAL_RUNTIME_SHIM"] = f"127.0.0.1:{self.shim.port}"
-        env[f"CARGO_TARGET_{host_triple().upper().replace('-', '_')}_RUNNER"] = str(
-            ROOT / "scripts" / "lambda_runner.sh")
         watch = self._spawn("cargo-lambda-watch", [
             "cargo", "lambda", "watch", "--invoke-address", "127.0.0.1",
             "--invoke-port", str(self.lambda_port), "--env-file", str(env_file),
@@ -340,8 +327,6 @@ class Stack:
                 pass
         if self.audio_server is not None:
             self.audio_server.shutdown()
-        if self.shim is not None:
-            self.shim.stop()
         self.processes.clear()
 
 

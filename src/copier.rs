@@ -7,7 +7,7 @@
 //! `batchItemFailures`, so Lambda delivers it again while the other records count as done.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
@@ -17,7 +17,9 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::assets::AssetKey;
-use crate::copy::{Budget, CopyEngine, CopyOutcome, DEFAULT_CONCURRENCY, now_secs};
+use crate::copy::{
+    Budget, CopyEngine, CopyOutcome, DEFAULT_CONCURRENCY, lambda_deadline, now_secs,
+};
 use crate::error::{Error, Result};
 use crate::records::ASSET_PENDING;
 
@@ -57,7 +59,7 @@ impl StreamCopier {
     }
 
     pub async fn handle(&self, event: LambdaEvent<Event>) -> Result<DynamoDbEventResponse> {
-        let deadline = deadline_time(event.context.deadline);
+        let deadline = lambda_deadline(event.context.deadline);
         self.handle_records(&event.payload.records, self.budget.stop(deadline))
             .await
     }
@@ -172,9 +174,4 @@ pub fn newly_pending(record: &EventRecord) -> Option<AssetKey> {
         sk: new.sk?,
     };
     (fresh && pending && asset.is_asset()).then_some(asset)
-}
-
-/// A Lambda deadline (epoch milliseconds; 0 when there is none, as in tests).
-fn deadline_time(deadline_ms: u64) -> Option<SystemTime> {
-    (deadline_ms > 0).then(|| UNIX_EPOCH + Duration::from_millis(deadline_ms))
 }

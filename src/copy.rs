@@ -298,7 +298,7 @@ impl CopyEngine {
         // that copy rather than upload the same bytes twice.
         if let Some(written) = self
             .sink
-            .existing(&item.s3_key, &without_query(&item.source_url))
+            .existing(&item.s3_key, &without_query(&item.source_url), stop)
             .await?
         {
             info!(task_id = %item.task_id, sk = %item.sk, "found a complete earlier copy");
@@ -429,6 +429,20 @@ impl Budget {
     }
 }
 
+/// Epoch milliseconds are above this for any date after 2001; remaining times are far below it.
+const EPOCH_MS_FLOOR: u64 = 1_000_000_000_000;
+
+/// The invocation's deadline from Lambda's `deadline_ms` (epoch milliseconds). 0 (tests) means
+/// none. `cargo lambda watch` (1.9) sends the time remaining instead; read as a date it would lie
+/// in 1970 and end every budget at once, so such a value counts from now.
+pub fn lambda_deadline(deadline_ms: u64) -> Option<SystemTime> {
+    match deadline_ms {
+        0 => None,
+        ms if ms < EPOCH_MS_FLOOR => Some(SystemTime::now() + Duration::from_millis(ms)),
+        ms => Some(UNIX_EPOCH + Duration::from_millis(ms)),
+    }
+}
+
 /// Copies several assets at once: a stem callback names up to 40 files.
 pub const DEFAULT_CONCURRENCY: usize = 4;
 
@@ -549,6 +563,23 @@ fn truncate(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deadlines_are_epoch_times_or_time_remaining() {
+        assert_eq!(lambda_deadline(0), None);
+        let epoch = 1_800_000_000_000;
+        assert_eq!(
+            lambda_deadline(epoch),
+            Some(UNIX_EPOCH + Duration::from_millis(epoch))
+        );
+        let ahead = lambda_deadline(600_000)
+            .and_then(|d| d.duration_since(SystemTime::now()).ok())
+            .unwrap_or_default();
+        assert!(
+            ahead > Duration::from_secs(590) && ahead <= Duration::from_secs(600),
+            "{ahead:?}"
+        );
+    }
 
     #[test]
     fn backoff_doubles_and_is_capped() {

@@ -1,12 +1,13 @@
 //! The lambda_http adapter: Request -> ingest -> Response. The only place that knows statuses.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use lambda_http::http::{StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::json;
 use tracing::{error, warn};
 
+use crate::copy::lambda_deadline;
 use crate::error::Error;
 use crate::ingest::{Delivery, Ingest, Outcome};
 
@@ -58,11 +59,9 @@ impl<A: AfterRecord> Webhook<A> {
             content_type,
             body: request.body().as_ref(),
         };
-        // Lambda's deadline in epoch milliseconds; 0 when there is none (tests).
         let deadline = request
             .lambda_context_ref()
-            .filter(|c| c.deadline > 0)
-            .map(|c| UNIX_EPOCH + Duration::from_millis(c.deadline));
+            .and_then(|c| lambda_deadline(c.deadline));
         match self.ingest.handle(delivery, now_secs()).await {
             Ok((_, outcome)) => {
                 self.after.after_record(&outcome, deadline).await;

@@ -2,6 +2,10 @@
 //! fits one part goes up in one PutObject; anything larger is a multipart upload of 8 MiB parts
 //! (the next part is read while the previous one uploads, so at most two are in memory),
 //! aborted on any failure so that no parts are left behind.
+//!
+//! Every object carries its SHA-256 as the tag `sha256` (and, when it went up in one PutObject,
+//! as `x-amz-meta-sha256` too): a multipart upload fixes its metadata before the hash is known,
+//! and rewriting metadata afterwards would copy the whole object server side.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -9,7 +13,7 @@ use std::time::Duration;
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Tag, Tagging};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
@@ -21,8 +25,8 @@ use crate::error::{Error, Result, sdk_message};
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
 /// S3's limit; with 8 MiB parts, 80 GiB, far above any sane `MAX_ASSET_BYTES`.
 const MAX_PARTS: i32 = 10_000;
-/// The largest object CopyObject takes in one request (S3's limit).
-const COPY_OBJECT_MAX_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+/// The object tag (and metadata key) that holds the hex SHA-256 of the stored bytes.
+const SHA256_TAG: &str = "sha256";
 /// Cleaning up must not depend on the time budget that has just run out.
 const ABORT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -36,7 +40,7 @@ pub trait ChunkSource: Send {
 pub struct ObjectSpec {
     pub key: String,
     pub content_type: String,
-    /// User metadata (`x-amz-meta-*`); `sha256` is added by the sink once it is known.
+    /// User metadata (`x-amz-meta-*`); it must include `source-url`, which `existing` matches.
     pub metadata: HashMap<String, String>,
 }
 
@@ -68,9 +72,17 @@ impl S3Sink {
     }
 
     /// A complete earlier copy of `source_url` at `key`, if there is one: an attempt whose
-    /// upload finished but whose STORED write-back was lost. Only the sink writes `sha256`
-    /// metadata, and only on an object whose every byte was verified, so it is trusted as is.
-    pub async fn existing(&self, key: &str, source_url: &str) -> Result<Option<Written>> {
+    /// upload finished but whose STORED write-back was lost. The sink creates an object only
+    /// once every byte of its body was verified (a PutObject sent after the end of the body, or
+    /// a multipart upload completed after it), so an object whose `source-url` matches is
+    /// complete. Its hash comes from its metadata or tag; if the tag write was what failed, the
+    /// object is read back and hashed, which still uploads nothing twice.
+    pub async fn existing(
+        &self,
+        key: &str,
+        source_url: &str,
+        stop: Option<Instant>,
+    ) -> Result<Option<Written>> {
         let head = match self
             .client
             .head_object()
@@ -90,21 +102,28 @@ impl S3Sink {
         };
         let metadata = head.metadata();
         let meta = |name: &str| metadata.and_then(|m| m.get(name)).map(String::as_str);
-        match (
-            meta("sha256"),
-            meta("source-url"),
-            head.content_length(),
-            head.e_tag(),
-        ) {
-            (Some(sha256), Some(url), Some(size), Some(etag)) if url == source_url && size >= 0 => {
-                Ok(Some(Written {
-                    etag: etag.to_owned(),
-                    size: size as u64,
-                    sha256: sha256.to_owned(),
-                }))
-            }
-            _ => Ok(None),
+        let (Some(size), Some(etag)) = (head.content_length(), head.e_tag()) else {
+            return Ok(None);
+        };
+        if meta("source-url") != Some(source_url) || size < 0 {
+            return Ok(None);
         }
+        let sha256 = match meta(SHA256_TAG) {
+            Some(sha256) => sha256.to_owned(),
+            None => match self.sha256_tag(key).await? {
+                Some(sha256) => sha256,
+                None => {
+                    let sha256 = within(stop, self.hash_object(key)).await?;
+                    self.tag_sha256(key, &sha256).await?;
+                    sha256
+                }
+            },
+        };
+        Ok(Some(Written {
+            etag: etag.to_owned(),
+            size: size as u64,
+            sha256,
+        }))
     }
 
     /// Streams `body` into `spec.key`. The object appears only once the body has been read to
@@ -144,6 +163,7 @@ impl S3Sink {
             .content_type(&spec.content_type)
             .content_length(body.len() as i64)
             .set_metadata(Some(with_sha256(spec, sha256)))
+            .tagging(format!("{SHA256_TAG}={sha256}"))
             .body(ByteStream::from(body))
             .send()
             .await
@@ -215,15 +235,9 @@ impl S3Sink {
             .await
             .map_err(|e| Error::Sink(format!("CompleteMultipartUpload: {}", sdk_message(e))))?;
         let sha256 = reader.sha256_hex();
-        let etag = if reader.size <= COPY_OBJECT_MAX_BYTES {
-            self.add_sha256(spec, &sha256).await?
-        } else {
-            // Too large to copy in one request: the hash stays in the table only.
-            warn!(key = %spec.key, size = reader.size, "object too large to add sha256 metadata");
-            completed.e_tag().unwrap_or_default().to_owned()
-        };
+        self.tag_sha256(&spec.key, &sha256).await?;
         Ok(Written {
-            etag,
+            etag: completed.e_tag().unwrap_or_default().to_owned(),
             size: reader.size,
             sha256,
         })
@@ -251,26 +265,63 @@ impl S3Sink {
         Ok(out.e_tag().unwrap_or_default().to_owned())
     }
 
-    /// Metadata is fixed when a multipart upload starts, before the hash is known, so the
-    /// object is copied onto itself (server side) with the hash added.
-    async fn add_sha256(&self, spec: &ObjectSpec, sha256: &str) -> Result<String> {
-        let out = self
-            .client
-            .copy_object()
+    async fn tag_sha256(&self, key: &str, sha256: &str) -> Result<()> {
+        let tag = Tag::builder()
+            .key(SHA256_TAG)
+            .value(sha256)
+            .build()
+            .map_err(|e| Error::Sink(format!("sha256 tag: {e}")))?;
+        let tagging = Tagging::builder()
+            .tag_set(tag)
+            .build()
+            .map_err(|e| Error::Sink(format!("sha256 tag: {e}")))?;
+        self.client
+            .put_object_tagging()
             .bucket(&self.bucket)
-            .key(&spec.key)
-            .copy_source(copy_source(&self.bucket, &spec.key))
-            .metadata_directive(MetadataDirective::Replace)
-            .content_type(&spec.content_type)
-            .set_metadata(Some(with_sha256(spec, sha256)))
+            .key(key)
+            .tagging(tagging)
             .send()
             .await
-            .map_err(|e| Error::Sink(format!("CopyObject (metadata): {}", sdk_message(e))))?;
+            .map_err(|e| Error::Sink(format!("PutObjectTagging: {}", sdk_message(e))))?;
+        Ok(())
+    }
+
+    async fn sha256_tag(&self, key: &str) -> Result<Option<String>> {
+        let out = self
+            .client
+            .get_object_tagging()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| Error::Sink(format!("GetObjectTagging: {}", sdk_message(e))))?;
         Ok(out
-            .copy_object_result()
-            .and_then(|r| r.e_tag())
-            .unwrap_or_default()
-            .to_owned())
+            .tag_set()
+            .iter()
+            .find(|tag| tag.key() == SHA256_TAG)
+            .map(|tag| tag.value().to_owned()))
+    }
+
+    /// SHA-256 of the stored object, streamed back from S3.
+    async fn hash_object(&self, key: &str) -> Result<String> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| Error::Sink(format!("GetObject: {}", sdk_message(e))))?;
+        let mut body = out.body;
+        let mut hasher = Sha256::new();
+        while let Some(chunk) = body
+            .try_next()
+            .await
+            .map_err(|e| Error::Sink(format!("GetObject body: {e}")))?
+        {
+            hasher.update(&chunk);
+        }
+        Ok(hex::encode(hasher.finalize()))
     }
 
     async fn abort(&self, spec: &ObjectSpec, upload_id: &str) {
@@ -376,19 +427,6 @@ fn with_sha256(spec: &ObjectSpec, sha256: &str) -> HashMap<String, String> {
     metadata
 }
 
-/// `bucket/key`, percent-encoded as x-amz-copy-source requires.
-fn copy_source(bucket: &str, key: &str) -> String {
-    let mut out = format!("{bucket}/");
-    for b in key.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// Content-Type from a file extension, for sources that do not send a useful one.
 pub fn content_type_for(ext: &str) -> &'static str {
     match ext.to_ascii_lowercase().as_str() {
@@ -458,8 +496,7 @@ mod tests {
     }
 
     #[test]
-    fn copy_source_is_encoded() {
-        assert_eq!(copy_source("b", "p/t1/c=1.mp3"), "b/p/t1/c%3D1.mp3");
+    fn content_types_come_from_the_extension() {
         assert_eq!(content_type_for("MP3"), "audio/mpeg");
         assert_eq!(content_type_for("xyz"), "application/octet-stream");
     }

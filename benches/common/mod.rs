@@ -2,6 +2,8 @@
 //! requests it makes), fresh ids, the machine they ran on.
 #![allow(dead_code)]
 
+pub mod summary;
+
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -232,6 +232,38 @@ impl Kit {
         (hex::encode(hasher.finalize()), size, head)
     }
 
+    /// Overwrites the asset item's state, as a lost write-back would leave it.
+    pub async fn set_state(&self, asset: &AssetKey, state: &str) {
+        use aws_sdk_dynamodb::types::AttributeValue as Value;
+        support::dynamo()
+            .await
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", Value::S(asset.pk.clone()))
+            .key("sk", Value::S(asset.sk.clone()))
+            .update_expression("SET #s = :s")
+            .expression_attribute_names("#s", "state")
+            .expression_attribute_values(":s", Value::S(state.to_owned()))
+            .send()
+            .await
+            .expect("set the item's state");
+    }
+
+    /// The object's `sha256` tag, if it has one.
+    pub async fn sha256_tag(&self, key: &str) -> Option<String> {
+        self.s3
+            .get_object_tagging()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .expect("get the object's tags")
+            .tag_set()
+            .iter()
+            .find(|tag| tag.key() == "sha256")
+            .map(|tag| tag.value().to_owned())
+    }
+
     pub async fn object_exists(&self, key: &str) -> bool {
         self.s3
             .head_object()

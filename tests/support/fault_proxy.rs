@@ -194,8 +194,11 @@ fn record(stats: &Mutex<ProxyStats>, request: &Request, response: &Request) {
         .map_or("", |(_, k)| k)
         .to_owned();
     let has_upload_id = query.split('&').any(|p| p.starts_with("uploadId="));
-    // CopyObject (metadata rewrite) is a PUT too, but uploads nothing.
-    if request.header("x-amz-copy-source").is_some() {
+    // PutObjectTagging (the sha256 tag) is a PUT too, but uploads nothing.
+    if query
+        .split('&')
+        .any(|p| p == "tagging" || p.starts_with("tagging="))
+    {
         return;
     }
     match method {
