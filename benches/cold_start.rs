@@ -143,7 +143,7 @@ async fn main() {
             ),
         ),
         (
-            "  of which the function's own part (less moto's transaction)",
+            "the function's own part (first event less moto's transaction)",
             format!("{:.1} ms", ms(own_part)),
             String::new(),
         ),
