@@ -162,16 +162,28 @@ class Stack:
         dynamodb = self.client("dynamodb")
         table = dynamodb.create_table(
             TableName=TABLE, BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk")],
+            AttributeDefinitions=[{"AttributeName": n, "AttributeType": t} for n, t in (
+                ("pk", "S"), ("sk", "S"), ("status", "S"), ("created_at", "N"), ("state", "S"),
+                ("next_try_at", "N"))],
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
                        {"AttributeName": "sk", "KeyType": "RANGE"}],
+            # The reconciler's indexes, as template.yaml declares them.
+            GlobalSecondaryIndexes=[{
+                "IndexName": name,
+                "KeySchema": [{"AttributeName": hash_key, "KeyType": "HASH"},
+                              {"AttributeName": range_key, "KeyType": "RANGE"}],
+                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": projected},
+            } for name, hash_key, range_key, projected in (
+                ("tasks_by_status", "status", "created_at", ["task_id", "item_type"]),
+                ("assets_by_state", "state", "next_try_at", ["task_id"]))],
             StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
         )
         self.stream_arn = table["TableDescription"]["LatestStreamArn"]
         dynamodb.update_time_to_live(TableName=TABLE, TimeToLiveSpecification={
             "Enabled": True, "AttributeName": "expires_at"})
         self.client("s3").create_bucket(Bucket=BUCKET)
-        log(f"table {TABLE} (pk/sk, stream NEW_AND_OLD_IMAGES, TTL expires_at), bucket {BUCKET}")
+        log(f"table {TABLE} (pk/sk, 2 indexes, stream NEW_AND_OLD_IMAGES, TTL expires_at), "
+            f"bucket {BUCKET}")
 
     def _serve_media(self) -> None:
         root = self.state / "musicgpt"

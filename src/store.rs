@@ -14,6 +14,13 @@ use crate::ids::Id;
 use crate::keys;
 use crate::records::{Condition, ItemWrite};
 
+/// Global secondary index on `status` (hash) and `created_at` (range): tasks and conversions by
+/// status, so the reconciler reads only the SUBMITTED ones. Projects `task_id`, `item_type`.
+pub const TASKS_BY_STATUS: &str = "tasks_by_status";
+/// Global secondary index on `state` (hash) and `next_try_at` (range): only asset items have a
+/// `state`, so the reconciler reads only the PENDING ones. Projects `task_id`.
+pub const ASSETS_BY_STATE: &str = "assets_by_state";
+
 #[derive(Clone)]
 pub struct TaskStore {
     client: Client,
@@ -208,40 +215,53 @@ impl TaskStore {
     }
 
     /// Tasks that need a look: registered (SUBMITTED) before `cutoff` with no status since, or
-    /// with an asset still PENDING whose next try was due before `cutoff`. A filtered scan:
-    /// it reads the whole table, which is fine for the sizes this serves every 15 minutes.
+    /// with an asset still PENDING whose next try was due before `cutoff`. Two queries on the
+    /// table's indexes (see `TASKS_BY_STATUS`, `ASSETS_BY_STATE`), so the cost follows the
+    /// number of such items, not the size of the table.
     pub async fn due_tasks(&self, cutoff: u64) -> Result<Vec<Id>> {
-        let items = self
+        let cutoff = AttributeValue::N(cutoff.to_string());
+        let submitted = self
             .client
-            .scan()
+            .query()
             .table_name(&self.table)
-            .filter_expression(
-                "(item_type = :task AND #status = :submitted AND created_at <= :cutoff) \
-                 OR (item_type = :asset AND #state = :pending AND next_try_at <= :cutoff)",
-            )
+            .index_name(TASKS_BY_STATUS)
+            .key_condition_expression("#status = :submitted AND created_at <= :cutoff")
+            // Conversions carry a status too.
+            .filter_expression("item_type = :task")
             .projection_expression("task_id")
             .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":task", AttributeValue::S("TASK".into()))
             .expression_attribute_values(
                 ":submitted",
                 AttributeValue::S(crate::submit::SUBMITTED.into()),
             )
-            .expression_attribute_values(":asset", AttributeValue::S("ASSET".into()))
+            .expression_attribute_values(":cutoff", cutoff.clone())
+            .expression_attribute_values(":task", AttributeValue::S("TASK".into()))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect();
+        let pending = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(ASSETS_BY_STATE)
+            .key_condition_expression("#state = :pending AND next_try_at <= :cutoff")
+            .projection_expression("task_id")
+            .expression_attribute_names("#state", "state")
             .expression_attribute_values(
                 ":pending",
                 AttributeValue::S(crate::records::ASSET_PENDING.into()),
             )
-            .expression_attribute_values(":cutoff", AttributeValue::N(cutoff.to_string()))
+            .expression_attribute_values(":cutoff", cutoff)
             .into_paginator()
             .items()
             .send()
-            .try_collect()
-            .await
-            .map_err(|e| Error::Storage(sdk_message(e)))?;
+            .try_collect();
+        let (submitted, pending) =
+            tokio::try_join!(submitted, pending).map_err(|e| Error::Storage(sdk_message(e)))?;
         let mut seen = std::collections::HashSet::new();
         let mut tasks = Vec::new();
-        for item in items {
+        for item in submitted.into_iter().chain(pending) {
             let found: LinkItem = serde_dynamo::from_item(item)
                 .map_err(|e| Error::Storage(format!("unreadable item: {e}")))?;
             if let Some(task) = found.task_id.as_deref().and_then(Id::parse)

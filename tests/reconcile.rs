@@ -245,3 +245,64 @@ async fn nothing_is_asked_within_the_grace_period() {
         .expect("run");
     assert_eq!((report.due, fake.by_id_calls()), (0, 0));
 }
+
+#[tokio::test]
+async fn due_tasks_are_submitted_tasks_and_pending_assets_past_the_cutoff() {
+    let fake = FakeMusicGpt::start().await;
+    let table = support::fresh_table().await;
+    // SUBMITTED at NOW: due from a cutoff of NOW on, not before.
+    let recorder = submitted(&table, &fake).await;
+    let store = recorder.store();
+    // Another task, finished, its song PENDING since NOW + 10.
+    let other = "0b7e1c8a-1111-4a11-8f00-000000000001";
+    let song = json!({
+        "success": true, "task_id": other, "conversion_id": C1, "status": "COMPLETED",
+        "conversion_type": "Music AI", "title": "Other",
+        "conversion_path": "https://lalals.s3.amazonaws.com/conversions/other.mp3",
+    });
+    let song = musicgpt_webhook::callback::Callback::parse(song.to_string().as_bytes(), None)
+        .expect("callback");
+    recorder.record(&song, NOW + 10).await.expect("recorded");
+
+    let due = |cutoff: u64| async move {
+        let mut tasks: Vec<String> = store
+            .due_tasks(cutoff)
+            .await
+            .expect("due tasks")
+            .iter()
+            .map(|t| t.as_str().to_owned())
+            .collect();
+        tasks.sort();
+        tasks
+    };
+    assert!(due(NOW - 1).await.is_empty());
+    assert_eq!(due(NOW).await, vec![TASK.to_owned()]);
+    assert_eq!(due(NOW + 10).await, vec![other.to_owned(), TASK.to_owned()]);
+
+    // A stored asset and a task with a status leave the indexes' due partitions.
+    let items = support::scan_all(&table).await;
+    let asset = items
+        .iter()
+        .find(|i| s(i, "task_id") == other && s(i, "item_type") == "ASSET")
+        .expect("the other task's asset");
+    support::dynamo()
+        .await
+        .update_item()
+        .table_name(&table)
+        .key("pk", asset["pk"].clone())
+        .key("sk", asset["sk"].clone())
+        .update_expression("SET #s = :stored")
+        .expression_attribute_names("#s", "state")
+        .expression_attribute_values(":stored", AttributeValue::S("STORED".into()))
+        .send()
+        .await
+        .expect("store the asset");
+    fake.set_task(TASK, answer("COMPLETED"));
+    reconciler(recorder.clone(), &fake)
+        .run(LATER)
+        .await
+        .expect("run");
+    // The reconciled task's own files are PENDING from LATER on.
+    assert!(due(LATER - 1).await.is_empty());
+    assert_eq!(due(LATER).await, vec![TASK.to_owned()]);
+}

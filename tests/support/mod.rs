@@ -19,10 +19,12 @@ use std::time::{Duration, Instant};
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region, SharedCredentialsProvider};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType, StreamSpecification, StreamViewType, TimeToLiveSpecification,
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, Projection, ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+    TimeToLiveSpecification,
 };
 use aws_sdk_s3::config::RequestChecksumCalculation;
+use musicgpt_webhook::store::{ASSETS_BY_STATE, TASKS_BY_STATUS};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -82,10 +84,10 @@ pub fn s3_for(sdk: &SdkConfig) -> aws_sdk_s3::Client {
 pub async fn fresh_table() -> String {
     let name = unique_name("table");
     let client = dynamo().await;
-    let attribute = |name: &str| {
+    let attribute = |name: &str, kind: ScalarAttributeType| {
         AttributeDefinition::builder()
             .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
+            .attribute_type(kind)
             .build()
             .expect("attribute definition")
     };
@@ -96,13 +98,41 @@ pub async fn fresh_table() -> String {
             .build()
             .expect("key schema element")
     };
+    // The reconciler's indexes, as template.yaml declares them.
+    let index = |name: &str, hash: &str, range: &str, projected: &[&str]| {
+        GlobalSecondaryIndex::builder()
+            .index_name(name)
+            .key_schema(key(hash, KeyType::Hash))
+            .key_schema(key(range, KeyType::Range))
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::Include)
+                    .set_non_key_attributes(Some(
+                        projected.iter().map(|a| (*a).to_owned()).collect(),
+                    ))
+                    .build(),
+            )
+            .build()
+            .expect("index")
+    };
     client
         .create_table()
         .table_name(&name)
-        .attribute_definitions(attribute("pk"))
-        .attribute_definitions(attribute("sk"))
+        .attribute_definitions(attribute("pk", ScalarAttributeType::S))
+        .attribute_definitions(attribute("sk", ScalarAttributeType::S))
+        .attribute_definitions(attribute("status", ScalarAttributeType::S))
+        .attribute_definitions(attribute("created_at", ScalarAttributeType::N))
+        .attribute_definitions(attribute("state", ScalarAttributeType::S))
+        .attribute_definitions(attribute("next_try_at", ScalarAttributeType::N))
         .key_schema(key("pk", KeyType::Hash))
         .key_schema(key("sk", KeyType::Range))
+        .global_secondary_indexes(index(
+            TASKS_BY_STATUS,
+            "status",
+            "created_at",
+            &["task_id", "item_type"],
+        ))
+        .global_secondary_indexes(index(ASSETS_BY_STATE, "state", "next_try_at", &["task_id"]))
         .billing_mode(BillingMode::PayPerRequest)
         .stream_specification(
             StreamSpecification::builder()
