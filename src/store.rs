@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem, Update};
 use serde::Deserialize;
@@ -12,7 +13,7 @@ use serde_json::Value;
 use crate::error::{Error, Result, sdk_message};
 use crate::ids::Id;
 use crate::keys;
-use crate::records::{Condition, ItemWrite};
+use crate::records::{ASSET_PENDING, Condition, ItemWrite};
 
 /// Global secondary index on `status` (hash) and `created_at` (range): tasks and conversions by
 /// status, so the reconciler reads only the SUBMITTED ones. Projects `task_id`, `item_type`.
@@ -219,40 +220,29 @@ impl TaskStore {
     /// table's indexes (see `TASKS_BY_STATUS`, `ASSETS_BY_STATE`), so the cost follows the
     /// number of such items, not the size of the table.
     pub async fn due_tasks(&self, cutoff: u64) -> Result<Vec<Id>> {
-        let cutoff = AttributeValue::N(cutoff.to_string());
         let submitted = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(TASKS_BY_STATUS)
-            .key_condition_expression("#status = :submitted AND created_at <= :cutoff")
+            .due_in(
+                TASKS_BY_STATUS,
+                "status",
+                crate::submit::SUBMITTED,
+                "created_at",
+                cutoff,
+            )
             // Conversions carry a status too.
             .filter_expression("item_type = :task")
-            .projection_expression("task_id")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(
-                ":submitted",
-                AttributeValue::S(crate::submit::SUBMITTED.into()),
-            )
-            .expression_attribute_values(":cutoff", cutoff.clone())
             .expression_attribute_values(":task", AttributeValue::S("TASK".into()))
             .into_paginator()
             .items()
             .send()
             .try_collect();
         let pending = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(ASSETS_BY_STATE)
-            .key_condition_expression("#state = :pending AND next_try_at <= :cutoff")
-            .projection_expression("task_id")
-            .expression_attribute_names("#state", "state")
-            .expression_attribute_values(
-                ":pending",
-                AttributeValue::S(crate::records::ASSET_PENDING.into()),
+            .due_in(
+                ASSETS_BY_STATE,
+                "state",
+                ASSET_PENDING,
+                "next_try_at",
+                cutoff,
             )
-            .expression_attribute_values(":cutoff", cutoff)
             .into_paginator()
             .items()
             .send()
@@ -271,6 +261,28 @@ impl TaskStore {
             }
         }
         Ok(tasks)
+    }
+
+    /// The `task_id`s of an index's items whose `hash` is `value` and whose `range` (a time)
+    /// is at most `cutoff`.
+    fn due_in(
+        &self,
+        index: &str,
+        hash: &str,
+        value: &str,
+        range: &str,
+        cutoff: u64,
+    ) -> QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.table)
+            .index_name(index)
+            .key_condition_expression("#hash = :value AND #range <= :cutoff")
+            .projection_expression("task_id")
+            .expression_attribute_names("#hash", hash)
+            .expression_attribute_names("#range", range)
+            .expression_attribute_values(":value", AttributeValue::S(value.to_owned()))
+            .expression_attribute_values(":cutoff", AttributeValue::N(cutoff.to_string()))
     }
 
     /// The conversion type a task was submitted or reported with, if any.
