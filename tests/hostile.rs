@@ -53,7 +53,7 @@ fn refused_requests() -> Vec<Refused> {
         body: String,
     }
     let corpus: Vec<Case> =
-        serde_json::from_str(include_str!("corpus/malformed.json")).expect("malformed corpus");
+        serde_json::from_str(include_str!("data/corpus/malformed.json")).expect("malformed corpus");
     let mut cases: Vec<_> = corpus
         .into_iter()
         .map(|c| (c.name, "POST", c.content_type, c.body.into_bytes(), 400))
@@ -223,7 +223,8 @@ async fn hostile_requests_get_a_4xx_and_write_nothing() {
 /// (name, url) with `{port}` filled in; REDIRECT: entries stay as they are.
 fn hostile_urls(port: u16, _loopback: &str) -> Vec<(String, String)> {
     let list: Vec<HashMap<String, String>> =
-        serde_json::from_str(include_str!("corpus/hostile_urls.json")).expect("hostile URL corpus");
+        serde_json::from_str(include_str!("data/corpus/hostile_urls.json"))
+            .expect("hostile URL corpus");
     list.into_iter()
         .map(|case| {
             (

@@ -52,8 +52,7 @@ fn request() -> MusicAiRequest {
 /// The documented Music AI byId answer, for our task, in a given status.
 fn answer(status: &str) -> Value {
     let sample: Value =
-        serde_json::from_str(include_str!("../docs/musicgpt/samples/byid-music-ai.json"))
-            .expect("sample");
+        serde_json::from_str(include_str!("data/musicgpt/byid-music-ai.json")).expect("sample");
     let mut conversion = sample["conversion"].clone();
     conversion["task_id"] = json!(TASK);
     conversion["conversion_id_1"] = json!(C1);

@@ -645,7 +645,10 @@ async fn malformed_corpus_is_refused_without_writes_or_panics() {
         content_type: Option<String>,
         body: String,
     }
-    let path = format!("{}/tests/corpus/malformed.json", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/tests/data/corpus/malformed.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let cases: Vec<Case> =
         serde_json::from_str(&std::fs::read_to_string(path).expect("corpus")).expect("corpus JSON");
     assert!(cases.len() >= 50, "corpus has {} cases", cases.len());

@@ -169,7 +169,7 @@ fn answer(
             state.submissions.push(submission);
             let answer = state.submit_answer.clone().unwrap_or_else(|| {
                 serde_json::from_str(include_str!(
-                    "../../docs/musicgpt/samples/submit-response-music-ai.json"
+                    "../data/musicgpt/submit-response-music-ai.json"
                 ))
                 .expect("sample submit response")
             });

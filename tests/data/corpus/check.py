@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Checks tests/corpus/malformed.json against the receiver's 400 rules, and events/*.json bodies
-as a positive control (each must be accepted by the same rules). Usage: python3 tests/corpus/check.py"""
+"""Checks tests/data/corpus/malformed.json against the receiver's 400 rules, and events/*.json bodies
+as a positive control (each must be accepted by the same rules). Usage: python3 tests/data/corpus/check.py"""
 import base64, json, pathlib, re, sys, urllib.parse
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+ROOT = pathlib.Path(__file__).resolve().parents[3]
 ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 ID_FIELDS = ("task_id", "conversion_id", "conversion_id_1", "conversion_id_2")
 URL_FIELDS = ("audio_url", "audio_url_wav", "conversion_path", "conversion_path_wav",
@@ -45,7 +45,7 @@ def verdict(content_type, body):
 
 def main():
     errors = []
-    cases = json.loads((ROOT / "tests/corpus/malformed.json").read_text())
+    cases = json.loads((ROOT / "tests/data/corpus/malformed.json").read_text())
     if not isinstance(cases, list) or len(cases) < 60: errors.append("need a JSON array of >= 60 cases")
     names = [c["name"] for c in cases]
     if len(set(names)) != len(names): errors.append("duplicate names")
