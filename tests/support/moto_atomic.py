@@ -9,21 +9,72 @@ Its transactions also snapshot the whole table (stream included) once per item w
 grows with the table and makes a few hundred transactions take minutes and gigabytes. The
 rollback here saves only the items a transaction touches, and the stream's length.
 
+Both patches reach into moto's internals, so they are checked against the one moto release
+they were written for (MOTO_VERSION, the pin in requirements-dev.txt): any other version, or a
+patched function or class that is not where it was, stops the server before it answers, with
+the reason on stderr (the tests' moto_server log), instead of running without the patches.
+
 Usage: python moto_atomic.py HOST PORT
 """
 
 import copy
+import inspect
 import sys
 import threading
 
-import moto.dynamodb.models as dynamodb_models
+import moto
 
-from werkzeug.serving import run_simple
-from moto.moto_server.werkzeug_app import (
+# The moto release these patches were written and checked against; requirements-dev.txt pins it.
+# On an upgrade: re-read moto's DynamoDBBackend.transact_write_items (how it snapshots and
+# restores tables), adjust the patches, then change this and the pin together.
+MOTO_VERSION = "5.2.5"
+
+
+class MotoMismatch(RuntimeError):
+    """This moto is not the one the patches fit; running it unpatched would hide the problem."""
+
+
+if getattr(moto, "__version__", None) != MOTO_VERSION:
+    raise MotoMismatch(
+        f"tests/support/moto_atomic.py patches moto {MOTO_VERSION} (the version pinned in "
+        f"requirements-dev.txt), but {sys.executable} has moto "
+        f"{getattr(moto, '__version__', '(unknown version)')} from {moto.__file__}. "
+        f"Install the pinned version (`make venv`), or check the patches against this moto "
+        f"and update MOTO_VERSION and the pin together."
+    )
+
+import moto.dynamodb.models as dynamodb_models  # noqa: E402 - after the version check
+
+from werkzeug.serving import run_simple  # noqa: E402
+from moto.moto_server.werkzeug_app import (  # noqa: E402
     DomainDispatcherApplication,
     MotoRequestHandler,
     create_backend_app,
 )
+
+
+def _require(found: bool, what: str) -> None:
+    if not found:
+        raise MotoMismatch(
+            f"tests/support/moto_atomic.py: {what} is not in moto {moto.__version__} "
+            f"({dynamodb_models.__file__}); the DynamoDB patches do not fit this moto and "
+            f"were not applied."
+        )
+
+
+# Everything the patches replace or call, checked before any of it is touched.
+_require(getattr(dynamodb_models, "copy", None) is copy,
+         "moto.dynamodb.models.copy (the copy module its transactions snapshot tables with)")
+_require(inspect.isclass(getattr(dynamodb_models, "Table", None)), "moto.dynamodb.models.Table")
+_require(callable(getattr(getattr(dynamodb_models, "Table", None), "get_item", None)),
+         "Table.get_item")
+_backend = getattr(dynamodb_models, "DynamoDBBackend", None)
+_require(inspect.isclass(_backend), "moto.dynamodb.models.DynamoDBBackend")
+_require(callable(getattr(_backend, "get_keys_value", None)), "DynamoDBBackend.get_keys_value")
+_transact = getattr(_backend, "transact_write_items", None)
+_require(callable(_transact), "DynamoDBBackend.transact_write_items")
+_require(list(inspect.signature(_transact).parameters) == ["self", "transact_items"],
+         "DynamoDBBackend.transact_write_items(self, transact_items)")
 
 dynamodb_lock = threading.Lock()
 
