@@ -1,7 +1,7 @@
 //! The command line of the `musicgpt-webhook` tool: parsed here, run by its binary.
 
+use crate::domain::api::MusicAiRequest;
 use crate::error::{Error, Result};
-use crate::musicgpt::MusicAiRequest;
 
 pub const USAGE: &str = "\
 usage: musicgpt-webhook submit music-ai --prompt TEXT [--style TEXT] [--lyrics TEXT]

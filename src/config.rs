@@ -3,9 +3,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::app::reconcile::ReconcileSettings;
+use crate::domain::api::DEFAULT_API_URL;
+use crate::domain::keys::KeyPrefix;
+use crate::domain::retry::DEFAULT_MAX_ATTEMPTS;
+use crate::domain::token::WebhookTokens;
 use crate::error::{Error, Result};
-use crate::keys::KeyPrefix;
-use crate::token::WebhookTokens;
 
 /// Whether the webhook copies files itself or leaves that to the stream-driven copier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +40,6 @@ pub struct Config {
 
 pub const DEFAULT_SOURCE_HOSTS: &str = "lalals.s3.amazonaws.com,musicgpt.s3.amazonaws.com";
 pub const DEFAULT_MAX_ASSET_BYTES: u64 = 2 * 1024 * 1024 * 1024;
-pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 pub const DEFAULT_CALLBACK_RETENTION_DAYS: u64 = 90;
 
 /// A source of variables: the process environment, or a map in tests.
@@ -143,8 +145,7 @@ pub fn musicgpt(vars: &impl Vars) -> Result<Option<MusicGptConfig>> {
     let Some(api_key) = optional(vars, "MUSICGPT_API_KEY") else {
         return Ok(None);
     };
-    let api_url = optional(vars, "MUSICGPT_API_URL")
-        .unwrap_or_else(|| crate::musicgpt::DEFAULT_API_URL.to_owned());
+    let api_url = optional(vars, "MUSICGPT_API_URL").unwrap_or_else(|| DEFAULT_API_URL.to_owned());
     if !(api_url.starts_with("https://") || api_url.starts_with("http://")) {
         return Err(invalid("MUSICGPT_API_URL", "must be an http(s) URL"));
     }
@@ -153,11 +154,11 @@ pub fn musicgpt(vars: &impl Vars) -> Result<Option<MusicGptConfig>> {
 
 /// The reconciler's settings: `RECONCILE_GRACE_MINUTES` (15), `RECONCILE_MAX_LOOKUPS` (100),
 /// `MUSICGPT_RATE_PER_MINUTE` (200, MusicGPT's byId limit).
-pub fn reconcile_settings(vars: &impl Vars) -> Result<crate::reconcile::ReconcileSettings> {
+pub fn reconcile_settings(vars: &impl Vars) -> Result<ReconcileSettings> {
     let grace_minutes: u64 = number(vars, "RECONCILE_GRACE_MINUTES", 15)?;
     let max_lookups: usize = number(vars, "RECONCILE_MAX_LOOKUPS", 100)?;
     let rate: u64 = number(vars, "MUSICGPT_RATE_PER_MINUTE", 200)?;
-    Ok(crate::reconcile::ReconcileSettings {
+    Ok(ReconcileSettings {
         grace: Duration::from_secs(grace_minutes * 60),
         max_lookups,
         min_interval: Duration::from_millis(60_000 / rate.max(1)),

@@ -1,6 +1,10 @@
-//! The crate's one error type, and what each kind means for the caller.
+//! The crate's one error type, and what each kind means for the caller: whether trying again
+//! may help (here) and which HTTP status a front end answers with (`lambda::response`).
 
 use thiserror::Error;
+
+/// Any underlying error (an SDK's, the HTTP client's, a decoder's), kept as the source.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 #[derive(Debug, Error)]
 pub enum Error {
@@ -24,32 +28,48 @@ pub enum Error {
     MethodNotAllowed(String),
 
     /// DynamoDB failed or was unreachable: the sender must retry.
-    #[error("storage: {0}")]
-    Storage(String),
+    #[error("storage: {message}")]
+    Storage {
+        message: String,
+        #[source]
+        source: Option<BoxError>,
+    },
 
     /// The source URL breaks the source guard; no request was sent.
     #[error("source refused: {0}")]
     SourceRefused(String),
 
     /// Downloading the source failed in a way that may pass (5xx, reset, timeout).
-    #[error("source: {0}")]
-    Source(String),
+    #[error("source: {message}")]
+    Source {
+        message: String,
+        #[source]
+        source: Option<BoxError>,
+    },
 
     /// The source answered something that will not change on retry (404, over the size cap).
     #[error("source rejected: {0}")]
     SourcePermanent(String),
 
     /// S3 failed while writing the copy.
-    #[error("sink: {0}")]
-    Sink(String),
+    #[error("sink: {message}")]
+    Sink {
+        message: String,
+        #[source]
+        source: Option<BoxError>,
+    },
 
     /// The time budget ran out mid-copy; the copy was stopped cleanly and nothing was stored.
     #[error("out of time: {0}")]
     OutOfTime(String),
 
     /// MusicGPT's API is busy or down (429, 5xx, network): ask again later.
-    #[error("musicgpt: {0}")]
-    Provider(String),
+    #[error("musicgpt: {message}")]
+    Provider {
+        message: String,
+        #[source]
+        source: Option<BoxError>,
+    },
 
     /// MusicGPT's API refused the request in a way that will not change.
     #[error("musicgpt: {0}")]
@@ -61,18 +81,109 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Error::Storage(_)
-                | Error::Source(_)
-                | Error::Sink(_)
+            Error::Storage { .. }
+                | Error::Source { .. }
+                | Error::Sink { .. }
                 | Error::OutOfTime(_)
-                | Error::Provider(_)
+                | Error::Provider { .. }
         )
+    }
+
+    /// A storage failure described by `message` alone.
+    pub fn storage(message: impl Into<String>) -> Error {
+        Error::Storage {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A storage failure caused by `source`; `context` says what was being done.
+    pub fn storage_from(context: &str, source: impl Into<BoxError>) -> Error {
+        let source = source.into();
+        Error::Storage {
+            message: with_causes(context, source.as_ref()),
+            source: Some(source),
+        }
+    }
+
+    pub fn source(message: impl Into<String>) -> Error {
+        Error::Source {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    pub fn source_from(context: &str, source: impl Into<BoxError>) -> Error {
+        let source = source.into();
+        Error::Source {
+            message: with_causes(context, source.as_ref()),
+            source: Some(source),
+        }
+    }
+
+    pub fn sink(message: impl Into<String>) -> Error {
+        Error::Sink {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    pub fn sink_from(context: &str, source: impl Into<BoxError>) -> Error {
+        let source = source.into();
+        Error::Sink {
+            message: with_causes(context, source.as_ref()),
+            source: Some(source),
+        }
+    }
+
+    pub fn provider(message: impl Into<String>) -> Error {
+        Error::Provider {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    pub fn provider_from(context: &str, source: impl Into<BoxError>) -> Error {
+        let source = source.into();
+        Error::Provider {
+            message: with_causes(context, source.as_ref()),
+            source: Some(source),
+        }
     }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Formats an SDK error with its whole cause chain (the SDK's Display alone says only "service error").
-pub(crate) fn sdk_message<E: std::error::Error>(err: E) -> String {
-    aws_sdk_dynamodb::error::DisplayErrorContext(err).to_string()
+/// `context: error: cause: cause ...`; SDK errors say only "service error" at the top, so the
+/// whole chain goes into the message that logs show.
+fn with_causes(context: &str, err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = format!("{context}: {err}");
+    let mut cause = err.source();
+    while let Some(e) = cause {
+        let next = e.to_string();
+        if !text.ends_with(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        cause = e.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Error)]
+    #[error("outer")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn sources_are_kept_and_named_in_the_message() {
+        let err = Error::storage_from("PutItem", Outer(std::io::Error::other("reset")));
+        assert_eq!(err.to_string(), "storage: PutItem: outer: reset");
+        assert!(std::error::Error::source(&err).is_some());
+        assert!(err.is_retryable());
+        assert!(!Error::ProviderRejected("no".into()).is_retryable());
+    }
 }

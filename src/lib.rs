@@ -1,27 +1,17 @@
 //! MusicGPT webhook receiver: records callbacks in DynamoDB and copies their files into S3.
-//! `bin/` only wires; the use cases (`ingest`, `copy`) know nothing of Lambda or HTTP.
+//!
+//! Layers, inner to outer: [`domain`] (pure model and rules), [`app`] (use cases against the
+//! ports in `app::ports`), [`adapters`] (the ports implemented), [`lambda`] (front ends), and
+//! [`wiring`], which builds them for `src/bin/`. Dependencies point inward only
+//! (`tests/layers.rs` keeps it so).
 
-pub mod assets;
-pub mod aws;
-pub mod callback;
+pub mod adapters;
+pub mod app;
 pub mod cli;
 pub mod config;
-pub mod copier;
-pub mod copy;
+pub mod domain;
 pub mod error;
-pub mod http;
-pub mod ids;
-pub mod ingest;
-pub mod keys;
-pub mod musicgpt;
-pub mod reconcile;
-pub mod records;
-pub mod sink;
-pub mod source;
-pub mod store;
-pub mod submit;
-pub mod telemetry;
-pub mod token;
-pub mod verify;
+pub mod lambda;
+pub mod wiring;
 
 pub use error::{Error, Result};

@@ -9,8 +9,9 @@ mod support;
 use std::time::Duration;
 
 use copy_kit::{Kit, fast_options, now_secs};
-use musicgpt_webhook::assets::AssetKey;
-use musicgpt_webhook::copy::CopyOutcome;
+use musicgpt_webhook::app::copy::CopyOutcome;
+use musicgpt_webhook::domain::keys::AssetKey;
+use musicgpt_webhook::domain::status::AssetState;
 use tokio::time::Instant;
 
 const MIB: u64 = 1024 * 1024;
@@ -141,7 +142,7 @@ async fn content_type_falls_back_to_the_extension_and_queries_stay_out_of_metada
 
 async fn assert_retry(kit: &Kit, asset: &AssetKey, attempts: u32, error_part: &str) {
     let item = kit.item(asset).await;
-    assert_eq!(item.state, "PENDING");
+    assert_eq!(item.state, AssetState::Pending);
     assert_eq!(item.attempts, attempts);
     let error = item.last_error.unwrap_or_default();
     assert!(error.contains(error_part), "{error:?} lacks {error_part:?}");
@@ -201,7 +202,7 @@ async fn a_passing_failure_is_retried_until_stored() {
 #[tokio::test]
 async fn backoff_makes_the_asset_wait() {
     let kit = Kit::builder()
-        .policy(musicgpt_webhook::copy::RetryPolicy {
+        .policy(musicgpt_webhook::domain::retry::RetryPolicy {
             base_delay: Duration::from_secs(30),
             max_delay: Duration::from_secs(300),
             ..copy_kit::fast_policy(5)
@@ -230,7 +231,7 @@ async fn answers_that_cannot_change_fail_at_once() {
         "{outcome:?}"
     );
     let item = kit.item(&asset).await;
-    assert_eq!(item.state, "FAILED");
+    assert_eq!(item.state, AssetState::Failed);
     assert!(item.last_error.unwrap_or_default().contains("404"));
 }
 
@@ -288,7 +289,7 @@ async fn sources_slower_than_the_read_timeout_time_out() {
 #[tokio::test]
 async fn files_over_the_size_cap_fail_at_once() {
     let kit = Kit::builder()
-        .options(musicgpt_webhook::source::SourceOptions {
+        .options(musicgpt_webhook::adapters::source::SourceOptions {
             max_bytes: 10 * MIB,
             ..fast_options()
         })
@@ -420,7 +421,7 @@ async fn a_live_lease_blocks_and_an_expired_one_is_taken_over() {
 #[tokio::test]
 async fn running_out_of_time_releases_the_asset_without_counting_an_attempt() {
     let kit = Kit::builder()
-        .options(musicgpt_webhook::source::SourceOptions {
+        .options(musicgpt_webhook::adapters::source::SourceOptions {
             read_timeout: Duration::from_secs(10),
             ..fast_options()
         })
@@ -460,7 +461,7 @@ async fn a_lost_write_back_does_not_upload_the_file_again() {
         1,
         "downloaded once"
     );
-    assert_eq!(kit.item(&asset).await.state, "STORED");
+    assert_eq!(kit.item(&asset).await.state, AssetState::Stored);
 }
 
 #[tokio::test]
@@ -500,5 +501,5 @@ async fn a_copy_whose_hash_tag_was_lost_is_hashed_back_not_uploaded_again() {
         before.e_tag(),
         "the object was not written again"
     );
-    assert_eq!(kit.item(&asset).await.state, "STORED");
+    assert_eq!(kit.item(&asset).await.state, AssetState::Stored);
 }

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use copy_kit::Kit;
-use musicgpt_webhook::assets::AssetKey;
-use musicgpt_webhook::copy::CopyOutcome;
-use musicgpt_webhook::source::{Lookup, LookupFuture};
+use musicgpt_webhook::adapters::source::{Lookup, LookupFuture};
+use musicgpt_webhook::app::copy::CopyOutcome;
+use musicgpt_webhook::domain::keys::AssetKey;
 
 async fn assert_refused(kit: &Kit, asset: &AssetKey, reason: &str) {
     let outcome = kit.engine.copy(asset, None).await.expect("copy");

@@ -11,11 +11,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_lambda_events::event::dynamodb::Event;
 use copy_kit::{Kit, fast_policy, now_secs};
 use lambda_http::RequestExt;
-use musicgpt_webhook::assets::AssetKey;
-use musicgpt_webhook::callback::Callback;
-use musicgpt_webhook::copier::{StreamCopier, newly_pending};
-use musicgpt_webhook::copy::{Budget, InlineCopy, RetryPolicy};
-use musicgpt_webhook::http::Webhook;
+use musicgpt_webhook::adapters::AwsPorts;
+use musicgpt_webhook::domain::callback::Callback;
+use musicgpt_webhook::domain::keys::AssetKey;
+use musicgpt_webhook::domain::retry::RetryPolicy;
+use musicgpt_webhook::domain::status::AssetState;
+use musicgpt_webhook::lambda::budget::Budget;
+use musicgpt_webhook::lambda::http::Webhook;
+use musicgpt_webhook::lambda::inline::InlineCopy;
+use musicgpt_webhook::lambda::stream::{StreamCopier, newly_pending};
 use serde_json::json;
 use tokio::time::Instant;
 
@@ -114,7 +118,7 @@ async fn the_copier_copies_a_batch_and_reports_only_the_asset_that_must_come_aga
         .build()
         .await;
     record_fixture_task(&kit, "/status/500/cover.png").await;
-    let copier = StreamCopier::new(kit.engine.clone());
+    let copier = StreamCopier::<AwsPorts>::new(kit.engine.clone());
     let invoke = || {
         copier.handle(lambda_runtime::LambdaEvent::new(
             stream_event(),
@@ -130,7 +134,7 @@ async fn the_copier_copies_a_batch_and_reports_only_the_asset_that_must_come_aga
     );
     for stored in [mp3(C1), wav(C1), mp3(C2)] {
         let item = kit.item(&stored).await;
-        assert_eq!(item.state, "STORED", "{}", stored.sk);
+        assert_eq!(item.state, AssetState::Stored, "{}", stored.sk);
         assert!(kit.object_exists(&item.s3_key).await);
     }
     let waiting = kit.item(&cover()).await;
@@ -161,7 +165,7 @@ async fn a_short_backoff_is_waited_out_within_the_invocation() {
         .build()
         .await;
     record_fixture_task(&kit, "/flaky/1/3000/cover.png").await;
-    let copier = StreamCopier::new(kit.engine.clone());
+    let copier = StreamCopier::<AwsPorts>::new(kit.engine.clone());
     let response = copier
         .handle(lambda_runtime::LambdaEvent::new(
             stream_event(),
@@ -191,13 +195,13 @@ fn webhook_request(body: &serde_json::Value) -> lambda_http::Request {
 #[tokio::test]
 async fn inline_mode_copies_before_answering_and_leaves_what_does_not_fit() {
     let kit = Kit::builder()
-        .options(musicgpt_webhook::source::SourceOptions {
+        .options(musicgpt_webhook::adapters::source::SourceOptions {
             read_timeout: Duration::from_secs(5),
             ..copy_kit::fast_options()
         })
         .build()
         .await;
-    let inline = InlineCopy::new(kit.engine.clone()).with_budget(Budget {
+    let inline = InlineCopy::<AwsPorts>::new(kit.engine.clone()).with_budget(Budget {
         margin: Duration::ZERO,
         fallback: Duration::from_millis(1500),
     });
@@ -214,7 +218,7 @@ async fn inline_mode_copies_before_answering_and_leaves_what_does_not_fit() {
         sk: sk.into(),
     };
     let stored = kit.item(&task("ASSET#c-1#mp3")).await;
-    assert_eq!(stored.state, "STORED");
+    assert_eq!(stored.state, AssetState::Stored);
     let (sha, size, _) = kit.object(&stored.s3_key).await;
     assert_eq!(
         (sha, size),
@@ -229,7 +233,7 @@ async fn inline_mode_copies_before_answering_and_leaves_what_does_not_fit() {
 #[tokio::test]
 async fn inline_mode_takes_its_budget_from_the_lambda_deadline() {
     let kit = Kit::new().await;
-    let inline = InlineCopy::new(kit.engine.clone()).with_budget(Budget {
+    let inline = InlineCopy::<AwsPorts>::new(kit.engine.clone()).with_budget(Budget {
         margin: Duration::from_secs(1),
         fallback: Duration::from_secs(60),
     });
@@ -264,7 +268,10 @@ async fn inline_mode_takes_its_budget_from_the_lambda_deadline() {
 async fn inline_mode_fails_refused_sources_at_once_and_still_answers_200() {
     // The event's URLs are on lalals.s3.amazonaws.com, which this kit does not allow.
     let kit = Kit::new().await;
-    let webhook = Webhook::with_follow_up(kit.ingest.clone(), InlineCopy::new(kit.engine.clone()));
+    let webhook = Webhook::with_follow_up(
+        kit.ingest.clone(),
+        InlineCopy::<AwsPorts>::new(kit.engine.clone()),
+    );
     let request =
         lambda_http::request::from_str(include_str!("../events/http-music-ai-audio-1.json"))
             .expect("a lambda_http request");

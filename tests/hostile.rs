@@ -14,8 +14,11 @@ use std::sync::{Arc, Mutex};
 
 use copy_kit::Kit;
 use lambda_http::Body;
-use musicgpt_webhook::copy::CopyOutcome;
-use musicgpt_webhook::http::Webhook;
+use musicgpt_webhook::adapters::dynamodb::DynamoTable;
+use musicgpt_webhook::app::copy::CopyOutcome;
+use musicgpt_webhook::domain::ids::Id;
+use musicgpt_webhook::domain::status::AssetState;
+use musicgpt_webhook::lambda::http::Webhook;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -32,7 +35,7 @@ fn request(method: &str, content_type: Option<&str>, body: Vec<u8>) -> lambda_ht
     builder.body(Body::Binary(body)).expect("request")
 }
 
-async fn status_of(webhook: &Webhook, request: lambda_http::Request) -> (u16, Value) {
+async fn status_of(webhook: &Webhook<DynamoTable>, request: lambda_http::Request) -> (u16, Value) {
     let response = webhook.handle(request).await;
     let status = response.status().as_u16();
     let body = match response.body() {
@@ -323,8 +326,7 @@ async fn hostile_source_urls_are_recorded_then_refused_without_any_request() {
         );
         let asset = kit
             .engine
-            .assets()
-            .pending_in_task(&format!("TASK#t-{name}"))
+            .pending_in_task(&Id::parse(&format!("t-{name}")).expect("task id"))
             .await
             .expect("assets");
         assert_eq!(asset.len(), 1, "{name}");
@@ -341,7 +343,7 @@ async fn hostile_source_urls_are_recorded_then_refused_without_any_request() {
             other => panic!("{name} ({url}): expected a refusal, got {other:?}"),
         }
         let item = kit.item(&asset[0]).await;
-        assert_eq!(item.state, "FAILED", "{name}");
+        assert_eq!(item.state, AssetState::Failed, "{name}");
         checked += 1;
     }
     assert_eq!(

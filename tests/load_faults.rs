@@ -15,17 +15,21 @@ use audio_server::AudioServer;
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_sdk_dynamodb::types::AttributeValue;
 use lambda_http::Body;
-use musicgpt_webhook::assets::AssetTable;
-use musicgpt_webhook::callback::Callback;
-use musicgpt_webhook::copier::StreamCopier;
-use musicgpt_webhook::copy::{Budget, CopyEngine, RetryPolicy, copy_all};
-use musicgpt_webhook::http::Webhook;
-use musicgpt_webhook::ingest::{Ingest, Recorder};
-use musicgpt_webhook::keys::KeyPrefix;
-use musicgpt_webhook::sink::S3Sink;
-use musicgpt_webhook::source::{Source, SourceGuard, SourceOptions};
-use musicgpt_webhook::store::TaskStore;
-use musicgpt_webhook::token::WebhookTokens;
+use musicgpt_webhook::adapters::AwsPorts;
+use musicgpt_webhook::adapters::dynamodb::DynamoTable;
+use musicgpt_webhook::adapters::s3::S3Sink;
+use musicgpt_webhook::adapters::source::{HttpSource, SourceGuard, SourceOptions};
+use musicgpt_webhook::app::copy::{CopyEngine, copy_all};
+use musicgpt_webhook::app::record::Recorder;
+use musicgpt_webhook::domain::callback::Callback;
+use musicgpt_webhook::domain::ids::Id;
+use musicgpt_webhook::domain::keys::KeyPrefix;
+use musicgpt_webhook::domain::retry::RetryPolicy;
+use musicgpt_webhook::domain::token::WebhookTokens;
+use musicgpt_webhook::lambda::budget::Budget;
+use musicgpt_webhook::lambda::http::Ingest;
+use musicgpt_webhook::lambda::http::Webhook;
+use musicgpt_webhook::lambda::stream::StreamCopier;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use support::fault_proxy::FaultProxy;
@@ -271,12 +275,12 @@ async fn nothing_is_lost_under_duplicates_reordering_and_faults() {
     let dynamo = aws_sdk_dynamodb::Client::new(&via_proxy);
     let s3 = support::s3_for(&via_proxy);
 
-    let recorder = Recorder::new(
-        TaskStore::new(dynamo.clone(), &table),
+    let recorder = Recorder::<DynamoTable>::new(
+        DynamoTable::new(dynamo.clone(), &table),
         KeyPrefix::default(),
         Duration::from_secs(86_400),
     );
-    let webhook = Arc::new(Webhook::new(Ingest::new(
+    let webhook = Arc::new(Webhook::new(Ingest::<DynamoTable>::new(
         WebhookTokens::parse(TOKEN).expect("token"),
         recorder,
     )));
@@ -294,13 +298,13 @@ async fn nothing_is_lost_under_duplicates_reordering_and_faults() {
         lease: Duration::from_secs(30),
         lease_grace: Duration::from_secs(1),
     };
-    let engine = CopyEngine::new(
-        AssetTable::new(dynamo.clone(), &table),
-        Source::new(guard, options).expect("source"),
+    let engine = CopyEngine::<AwsPorts>::new(
+        DynamoTable::new(dynamo.clone(), &table),
+        HttpSource::new(guard, options).expect("source"),
         S3Sink::new(s3.clone(), &bucket),
         policy,
     );
-    let copier = StreamCopier::new(engine.clone()).with_budget(Budget {
+    let copier = StreamCopier::<AwsPorts>::new(engine.clone()).with_budget(Budget {
         margin: Duration::ZERO,
         fallback: Duration::from_secs(8),
     });
@@ -464,8 +468,7 @@ async fn nothing_is_lost_under_duplicates_reordering_and_faults() {
     let mut reconciled = 0;
     for task_pk in &pending_tasks {
         let assets = engine
-            .assets()
-            .pending_in_task(task_pk)
+            .pending_in_task(&Id::parse(task_pk.trim_start_matches("TASK#")).expect("task id"))
             .await
             .expect("pending assets");
         let stop = tokio::time::Instant::now() + Duration::from_secs(10);

@@ -1,9 +1,9 @@
 //! Property tests: no input makes the parser panic, and whatever it accepts yields only
 //! valid ids and keys inside the layout.
 
-use musicgpt_webhook::callback::Callback;
-use musicgpt_webhook::ids::Id;
-use musicgpt_webhook::keys::KeyPrefix;
+use musicgpt_webhook::domain::callback::Callback;
+use musicgpt_webhook::domain::ids::Id;
+use musicgpt_webhook::domain::keys::KeyPrefix;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 

@@ -6,12 +6,15 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use musicgpt_webhook::ingest::{Outcome, Recorder};
-use musicgpt_webhook::keys::KeyPrefix;
-use musicgpt_webhook::musicgpt::{MusicAiRequest, MusicGptApi};
-use musicgpt_webhook::reconcile::{ReconcileSettings, Reconciler};
-use musicgpt_webhook::store::TaskStore;
-use musicgpt_webhook::submit::submit_music_ai;
+use musicgpt_webhook::adapters::AwsPorts;
+use musicgpt_webhook::adapters::dynamodb::DynamoTable;
+use musicgpt_webhook::adapters::musicgpt::MusicGptApi;
+use musicgpt_webhook::app::ports::TaskStore;
+use musicgpt_webhook::app::reconcile::{ReconcileSettings, Reconciler};
+use musicgpt_webhook::app::record::{Outcome, Recorder};
+use musicgpt_webhook::app::submit::submit_music_ai;
+use musicgpt_webhook::domain::api::MusicAiRequest;
+use musicgpt_webhook::domain::keys::KeyPrefix;
 use serde_json::{Value, json};
 use support::musicgpt::{API_KEY, FakeMusicGpt};
 
@@ -23,21 +26,21 @@ const LATER: u64 = NOW + 16 * 60;
 
 type Item = HashMap<String, AttributeValue>;
 
-async fn recorder(table: &str) -> Recorder {
-    let store = TaskStore::new(support::dynamo().await, table);
-    Recorder::new(store, KeyPrefix::default(), Duration::from_secs(86_400))
+async fn recorder(table: &str) -> Recorder<DynamoTable> {
+    let store = DynamoTable::new(support::dynamo().await, table);
+    Recorder::<DynamoTable>::new(store, KeyPrefix::default(), Duration::from_secs(86_400))
 }
 
 fn api(fake: &FakeMusicGpt) -> MusicGptApi {
     MusicGptApi::new(&fake.url, API_KEY).expect("client")
 }
 
-fn reconciler(recorder: Recorder, fake: &FakeMusicGpt) -> Reconciler {
+fn reconciler(recorder: Recorder<DynamoTable>, fake: &FakeMusicGpt) -> Reconciler<AwsPorts> {
     let settings = ReconcileSettings {
         min_interval: Duration::from_millis(1),
         ..ReconcileSettings::default()
     };
-    Reconciler::new(recorder, api(fake), settings)
+    Reconciler::<AwsPorts>::new(recorder, api(fake), settings)
 }
 
 fn request() -> MusicAiRequest {
@@ -89,7 +92,7 @@ fn task_status(items: &[Item]) -> String {
     .to_owned()
 }
 
-async fn submitted(table: &str, fake: &FakeMusicGpt) -> Recorder {
+async fn submitted(table: &str, fake: &FakeMusicGpt) -> Recorder<DynamoTable> {
     let recorder = recorder(table).await;
     submit_music_ai(&api(fake), &recorder, &request(), NOW)
         .await
@@ -123,7 +126,7 @@ async fn submitting_sends_the_webhook_url_and_registers_the_task() {
         assert_eq!(s(link, "task_id"), TASK);
     }
     // Lyrics that come before their song now find the task at once.
-    let lyrics = musicgpt_webhook::callback::Callback::parse(
+    let lyrics = musicgpt_webhook::domain::callback::Callback::parse(
         format!(
             r#"{{"subtype":"lyrics_timestamped","conversion_id":"{C1}","lyrics_timestamped":"[]"}}"#
         )
@@ -259,8 +262,9 @@ async fn due_tasks_are_submitted_tasks_and_pending_assets_past_the_cutoff() {
         "conversion_type": "Music AI", "title": "Other",
         "conversion_path": "https://lalals.s3.amazonaws.com/conversions/other.mp3",
     });
-    let song = musicgpt_webhook::callback::Callback::parse(song.to_string().as_bytes(), None)
-        .expect("callback");
+    let song =
+        musicgpt_webhook::domain::callback::Callback::parse(song.to_string().as_bytes(), None)
+            .expect("callback");
     recorder.record(&song, NOW + 10).await.expect("recorded");
 
     let due = |cutoff: u64| async move {

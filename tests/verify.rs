@@ -9,20 +9,25 @@ mod support;
 use std::time::Duration;
 
 use copy_kit::{Kit, now_secs};
-use musicgpt_webhook::callback::Callback;
-use musicgpt_webhook::copy::{CopyEngine, CopyOutcome, copy_all};
-use musicgpt_webhook::musicgpt::{MusicAiRequest, MusicGptApi};
-use musicgpt_webhook::reconcile::{ReconcileSettings, Reconciler};
-use musicgpt_webhook::store::TaskStore;
-use musicgpt_webhook::submit::submit_music_ai;
-use musicgpt_webhook::verify::Verifier;
+use musicgpt_webhook::adapters::AwsPorts;
+use musicgpt_webhook::adapters::dynamodb::DynamoTable;
+use musicgpt_webhook::adapters::musicgpt::MusicGptApi;
+use musicgpt_webhook::app::copy::{CopyEngine, CopyOutcome, copy_all};
+use musicgpt_webhook::app::reconcile::{ReconcileSettings, Reconciler};
+use musicgpt_webhook::app::submit::submit_music_ai;
+use musicgpt_webhook::app::verify::Verifier;
+use musicgpt_webhook::domain::api::MusicAiRequest;
+use musicgpt_webhook::domain::callback::Callback;
+use musicgpt_webhook::domain::ids::Id;
 use serde_json::{Value, json};
 use support::musicgpt::{API_KEY, FakeMusicGpt};
 
-async fn verified_engine(kit: &Kit, fake: &FakeMusicGpt) -> CopyEngine {
+async fn verified_engine(kit: &Kit, fake: &FakeMusicGpt) -> CopyEngine<AwsPorts> {
     let api = MusicGptApi::new(&fake.url, API_KEY).expect("client");
-    let store = TaskStore::new(support::dynamo().await, &kit.table);
-    kit.engine.clone().with_verifier(Verifier::new(api, store))
+    let store = DynamoTable::new(support::dynamo().await, &kit.table);
+    kit.engine
+        .clone()
+        .with_verifier(Verifier::<AwsPorts>::new(api, store))
 }
 
 /// Records one Music AI song (mp3 + wav) and the cover of a new task; returns the task id
@@ -54,10 +59,9 @@ fn answer(task: &str, status: &str, urls: &[String]) -> Value {
         "album_cover_path": urls[2]})
 }
 
-async fn copy_task(kit: &Kit, engine: &CopyEngine, task: &str) -> Vec<CopyOutcome> {
+async fn copy_task(kit: &Kit, engine: &CopyEngine<AwsPorts>, task: &str) -> Vec<CopyOutcome> {
     let assets = engine
-        .assets()
-        .pending_in_task(&format!("TASK#{task}"))
+        .pending_in_task(&Id::parse(task).expect("task id"))
         .await
         .expect("assets");
     let stop = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -128,8 +132,7 @@ async fn a_busy_or_unfinished_musicgpt_delays_the_copy_and_never_fails_it() {
     for statuses in [vec![429], vec![503]] {
         fake.fail_next(&statuses);
         let asset = engine
-            .assets()
-            .pending_in_task(&format!("TASK#{task}"))
+            .pending_in_task(&Id::parse(&task).expect("task id"))
             .await
             .expect("assets")[0]
             .clone();
@@ -207,8 +210,8 @@ async fn the_reconciler_records_and_copies_a_task_whose_callbacks_never_came() {
         min_interval: Duration::from_millis(1),
         ..ReconcileSettings::default()
     };
-    let reconciler =
-        Reconciler::new(kit.ingest.recorder().clone(), api, settings).with_copier(engine);
+    let reconciler = Reconciler::<AwsPorts>::new(kit.ingest.recorder().clone(), api, settings)
+        .with_copier(engine);
     let report = reconciler.run(now).await.expect("run");
     assert_eq!((report.recorded, report.copied), (3, 3), "{report:?}");
     for (file, key) in [

@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use lambda_http::{Body, Request};
-use musicgpt_webhook::http::Webhook;
-use musicgpt_webhook::ingest::{Delivery, Ingest, Outcome, Recorder};
-use musicgpt_webhook::keys::KeyPrefix;
-use musicgpt_webhook::store::TaskStore;
-use musicgpt_webhook::token::WebhookTokens;
+use musicgpt_webhook::adapters::dynamodb::DynamoTable;
+use musicgpt_webhook::app::record::{Outcome, Recorder};
+use musicgpt_webhook::domain::keys::KeyPrefix;
+use musicgpt_webhook::domain::token::WebhookTokens;
+use musicgpt_webhook::lambda::http::Webhook;
+use musicgpt_webhook::lambda::http::{Delivery, Ingest};
 use serde_json::Value;
 
 const TOKEN: &str = "test-token-0123456789abcdef";
@@ -24,17 +25,17 @@ const C2: &str = "52fcd3b6-3925-41ed-b4c6-aee17a29e40b";
 
 type Item = HashMap<String, AttributeValue>;
 
-async fn ingest_for(table: &str) -> Ingest {
+async fn ingest_for(table: &str) -> Ingest<DynamoTable> {
     let tokens = WebhookTokens::parse(&format!("{TOKEN},{ROTATED_TOKEN}")).expect("test tokens");
-    let store = TaskStore::new(support::dynamo().await, table);
+    let store = DynamoTable::new(support::dynamo().await, table);
     let prefix = KeyPrefix::parse("music").expect("prefix");
-    Ingest::new(
+    Ingest::<DynamoTable>::new(
         tokens,
-        Recorder::new(store, prefix, Duration::from_secs(90 * 86_400)),
+        Recorder::<DynamoTable>::new(store, prefix, Duration::from_secs(90 * 86_400)),
     )
 }
 
-async fn webhook_for(table: &str) -> Webhook {
+async fn webhook_for(table: &str) -> Webhook<DynamoTable> {
     Webhook::new(ingest_for(table).await)
 }
 
@@ -54,7 +55,7 @@ fn body_of(name: &str) -> String {
     event["body"].as_str().expect("event has a body").to_owned()
 }
 
-async fn call(webhook: &Webhook, request: Request) -> (u16, Value) {
+async fn call(webhook: &Webhook<DynamoTable>, request: Request) -> (u16, Value) {
     let response = webhook.handle(request).await;
     let status = response.status().as_u16();
     let body = match response.body() {
@@ -64,7 +65,7 @@ async fn call(webhook: &Webhook, request: Request) -> (u16, Value) {
     (status, body)
 }
 
-async fn post_raw(ingest: &Ingest, body: &str) -> Outcome {
+async fn post_raw(ingest: &Ingest<DynamoTable>, body: &str) -> Outcome {
     let delivery = Delivery {
         method: "POST",
         path: &format!("/webhook/{TOKEN}"),

@@ -1,14 +1,12 @@
 //! `musicgpt-webhook submit music-ai ...`: submit a conversion and register its task.
 
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use musicgpt_webhook::Error;
+use musicgpt_webhook::app::ports::{Clock, SystemClock};
+use musicgpt_webhook::app::submit;
 use musicgpt_webhook::cli::{self, Command};
-use musicgpt_webhook::config::Config;
-use musicgpt_webhook::ingest::Recorder;
-use musicgpt_webhook::musicgpt::MusicGptApi;
-use musicgpt_webhook::store::TaskStore;
-use musicgpt_webhook::{Error, aws, submit};
+use musicgpt_webhook::wiring::App;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -28,20 +26,10 @@ async fn run() -> Result<(), Error> {
         println!("{}", cli::USAGE);
         return Ok(());
     };
-    let config = Config::from_env()?;
-    let musicgpt = config
-        .musicgpt
-        .clone()
-        .ok_or_else(|| Error::Config("MUSICGPT_API_KEY is required".into()))?;
-    let api = MusicGptApi::new(&musicgpt.api_url, &musicgpt.api_key)?;
-    let sdk = aws::load_sdk_config().await;
-    let store = TaskStore::new(aws::dynamodb_client(&sdk), &config.table_name);
-    let recorder = Recorder::new(store, config.key_prefix.clone(), config.callback_retention);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_secs();
-    let registration = submit::submit_music_ai(&api, &recorder, &request, now).await?;
+    let app = App::from_env().await?;
+    let api = app.require_api("submit")?;
+    let registration =
+        submit::submit_music_ai(&api, &app.recorder(), &request, SystemClock.now_secs()).await?;
     let s = &registration.submitted;
     println!(
         "{}",

@@ -2,32 +2,31 @@
 //! `COPY_MODE=inline`, copy its files before answering).
 
 use lambda_http::{Error, Request, run, service_fn};
-use musicgpt_webhook::config::{self, Config, CopyMode, ProcessEnv};
-use musicgpt_webhook::copy::{CopyEngine, InlineCopy};
-use musicgpt_webhook::http::{AfterRecord, Webhook};
-use musicgpt_webhook::ingest::{Ingest, Recorder};
-use musicgpt_webhook::store::TaskStore;
-use musicgpt_webhook::{aws, telemetry};
+use musicgpt_webhook::config::CopyMode;
+use musicgpt_webhook::lambda::http::{AfterRecord, Webhook};
+use musicgpt_webhook::lambda::inline::InlineCopy;
+use musicgpt_webhook::lambda::logs;
+use musicgpt_webhook::wiring::App;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    telemetry::init();
-    let config = Config::from_env()?;
-    let tokens = config::webhook_tokens(&ProcessEnv)?;
-    let sdk = aws::load_sdk_config().await;
-    let store = TaskStore::new(aws::dynamodb_client(&sdk), &config.table_name);
-    let recorder = Recorder::new(store, config.key_prefix.clone(), config.callback_retention);
-    let ingest = Ingest::new(tokens, recorder);
-    match config.copy_mode {
+    logs::init();
+    let app = App::from_env().await?;
+    let ingest = app.ingest()?;
+    match app.config.copy_mode {
         CopyMode::Stream => serve(Webhook::new(ingest)).await,
         CopyMode::Inline => {
-            let inline = InlineCopy::new(CopyEngine::from_config(&config, &sdk)?);
+            let inline = InlineCopy::new(app.copy_engine()?);
             serve(Webhook::with_follow_up(ingest, inline)).await
         }
     }
 }
 
-async fn serve<A: AfterRecord>(webhook: Webhook<A>) -> Result<(), Error> {
+async fn serve<T, A>(webhook: Webhook<T, A>) -> Result<(), Error>
+where
+    T: musicgpt_webhook::app::ports::TaskStore,
+    A: AfterRecord,
+{
     let webhook = &webhook;
     run(service_fn(move |request: Request| async move {
         Ok::<_, Error>(webhook.handle(request).await)

@@ -7,15 +7,20 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_s3::operation::head_object::HeadObjectOutput;
-use musicgpt_webhook::assets::{AssetItem, AssetKey, AssetTable};
-use musicgpt_webhook::callback::Callback;
-use musicgpt_webhook::copy::{CopyEngine, RetryPolicy};
-use musicgpt_webhook::ingest::{Ingest, Recorder};
-use musicgpt_webhook::keys::KeyPrefix;
-use musicgpt_webhook::sink::S3Sink;
-use musicgpt_webhook::source::{Source, SourceGuard, SourceOptions};
-use musicgpt_webhook::store::TaskStore;
-use musicgpt_webhook::token::WebhookTokens;
+use musicgpt_webhook::adapters::AwsPorts;
+use musicgpt_webhook::adapters::dynamodb::DynamoTable;
+use musicgpt_webhook::adapters::s3::S3Sink;
+use musicgpt_webhook::adapters::source::{HttpSource, SourceGuard, SourceOptions};
+use musicgpt_webhook::app::copy::CopyEngine;
+use musicgpt_webhook::app::ports::AssetStore;
+use musicgpt_webhook::app::record::Recorder;
+use musicgpt_webhook::domain::asset::AssetItem;
+use musicgpt_webhook::domain::callback::Callback;
+use musicgpt_webhook::domain::keys::AssetKey;
+use musicgpt_webhook::domain::keys::KeyPrefix;
+use musicgpt_webhook::domain::retry::RetryPolicy;
+use musicgpt_webhook::domain::token::WebhookTokens;
+use musicgpt_webhook::lambda::http::Ingest;
 use sha2::{Digest, Sha256};
 
 use super::audio_server::AudioServer;
@@ -41,7 +46,7 @@ pub fn fast_policy(max_attempts: u32) -> RetryPolicy {
         base_delay: Duration::ZERO,
         max_delay: Duration::ZERO,
         lease: Duration::from_secs(900),
-        lease_grace: musicgpt_webhook::copy::DEFAULT_LEASE_GRACE,
+        lease_grace: musicgpt_webhook::domain::retry::DEFAULT_LEASE_GRACE,
     }
 }
 
@@ -49,8 +54,8 @@ pub struct Kit {
     pub table: String,
     pub bucket: String,
     pub server: AudioServer,
-    pub engine: CopyEngine,
-    pub ingest: Ingest,
+    pub engine: CopyEngine<AwsPorts>,
+    pub ingest: Ingest<DynamoTable>,
     pub s3: aws_sdk_s3::Client,
 }
 
@@ -94,18 +99,19 @@ impl KitBuilder {
         }
         let s3 = support::s3().await;
         let dynamo = support::dynamo().await;
-        let engine = CopyEngine::new(
-            AssetTable::new(dynamo.clone(), &table),
-            Source::new(guard, self.options).expect("source client"),
+        let engine = CopyEngine::<AwsPorts>::new(
+            DynamoTable::new(dynamo.clone(), &table),
+            HttpSource::new(guard, self.options).expect("source client"),
             S3Sink::new(s3.clone(), &bucket),
             self.policy,
         );
-        let recorder = Recorder::new(
-            TaskStore::new(dynamo, &table),
+        let recorder = Recorder::<DynamoTable>::new(
+            DynamoTable::new(dynamo, &table),
             KeyPrefix::parse(PREFIX).expect("test prefix"),
             Duration::from_secs(86_400),
         );
-        let ingest = Ingest::new(WebhookTokens::parse(TOKEN).expect("test token"), recorder);
+        let ingest =
+            Ingest::<DynamoTable>::new(WebhookTokens::parse(TOKEN).expect("test token"), recorder);
         Kit {
             table,
             bucket,

@@ -24,7 +24,7 @@ use aws_sdk_dynamodb::types::{
     TimeToLiveSpecification,
 };
 use aws_sdk_s3::config::RequestChecksumCalculation;
-use musicgpt_webhook::store::{ASSETS_BY_STATE, TASKS_BY_STATUS};
+use musicgpt_webhook::adapters::dynamodb::{ASSETS_BY_STATE, TASKS_BY_STATUS};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 

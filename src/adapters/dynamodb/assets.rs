@@ -1,84 +1,20 @@
-//! Asset items in DynamoDB, as the copy engine sees them: claim with a lease, then settle
-//! (STORED, retry later, FAILED) only while the lease is still ours.
-//!
-//! States: PENDING (waiting, or being copied under a lease) -> STORED | FAILED. A lease is
-//! `lease_owner` + `lease_until`; an expired lease can be taken over, so a crashed worker
-//! delays a copy but never blocks it.
+//! The asset store on the table: claim with a lease, then settle (STORED, retry later,
+//! FAILED) only while the lease is still ours. An expired lease can be taken over, so a
+//! crashed worker delays a copy but never blocks it.
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use serde::Deserialize;
 
-use crate::error::{Error, Result, sdk_message};
-use crate::keys;
-use crate::records::ASSET_PENDING;
-use crate::store::key;
-
-pub const ASSET_STORED: &str = "STORED";
-pub const ASSET_FAILED: &str = "FAILED";
-
-/// The table key of one asset item.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
-pub struct AssetKey {
-    pub pk: String,
-    pub sk: String,
-}
-
-impl AssetKey {
-    pub fn is_asset(&self) -> bool {
-        self.pk.starts_with("TASK#") && self.sk.starts_with(keys::ASSET_SK_PREFIX)
-    }
-}
-
-/// An asset item as the webhook writes it and the engine updates it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct AssetItem {
-    pub pk: String,
-    pub sk: String,
-    pub task_id: String,
-    pub conversion_id: Option<String>,
-    pub asset_kind: Option<String>,
-    pub ext: Option<String>,
-    pub source_url: String,
-    pub s3_key: String,
-    pub state: String,
-    #[serde(default)]
-    pub attempts: u32,
-    pub next_try_at: Option<u64>,
-    pub lease_owner: Option<String>,
-    pub lease_until: Option<u64>,
-    pub last_error: Option<String>,
-}
-
-/// Why an asset could not be claimed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Unclaimed {
-    Missing,
-    Stored,
-    Failed,
-    /// Waiting for its next try (epoch seconds).
-    NotDue(u64),
-    /// Another worker holds the lease until then (epoch seconds).
-    Leased(u64),
-}
-
-/// The result of a copy, written back under the lease.
-#[derive(Debug, Clone)]
-pub struct StoredCopy<'a> {
-    pub bucket: &'a str,
-    pub s3_key: &'a str,
-    pub size: u64,
-    pub etag: &'a str,
-    pub sha256: &'a str,
-}
-
-#[derive(Clone)]
-pub struct AssetTable {
-    client: Client,
-    table: String,
-}
+use super::{DynamoTable, key, n, s};
+use crate::app::ports::AssetStore;
+use crate::domain::asset::{AssetItem, StoredCopy, Unclaimed};
+use crate::domain::ids::Id;
+use crate::domain::keys::{self, AssetKey};
+use crate::domain::status::AssetState;
+use crate::error::{Error, Result};
 
 /// A minimal view for listing.
 #[derive(Deserialize)]
@@ -87,17 +23,10 @@ struct Listed {
     sk: String,
 }
 
-impl AssetTable {
-    pub fn new(client: Client, table: impl Into<String>) -> AssetTable {
-        AssetTable {
-            client,
-            table: table.into(),
-        }
-    }
-
+impl AssetStore for DynamoTable {
     /// Takes the lease if the asset is PENDING, due and not leased by anyone else; the
     /// condition makes concurrent claims race inside DynamoDB, where exactly one wins.
-    pub async fn claim(
+    async fn claim(
         &self,
         asset: &AssetKey,
         owner: &str,
@@ -118,7 +47,7 @@ impl AssetTable {
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":owner", s(owner))
             .expression_attribute_values(":until", n(lease_until))
-            .expression_attribute_values(":pending", s(ASSET_PENDING))
+            .expression_attribute_values(":pending", s(AssetState::Pending.as_str()))
             .expression_attribute_values(":now", n(now))
             .return_values(ReturnValue::AllNew)
             .send()
@@ -130,30 +59,15 @@ impl AssetTable {
             }
             Err(err) => match err.into_service_error() {
                 e if e.is_conditional_check_failed_exception() => {
-                    Ok(Err(self.why_unclaimed(asset, now).await?))
+                    let item = self.get(asset).await?;
+                    Ok(Err(Unclaimed::of(item.as_ref(), now)))
                 }
-                e => Err(Error::Storage(sdk_message(e))),
+                e => Err(Error::storage_from("UpdateItem", e)),
             },
         }
     }
 
-    async fn why_unclaimed(&self, asset: &AssetKey, now: u64) -> Result<Unclaimed> {
-        let Some(item) = self.get(asset).await? else {
-            return Ok(Unclaimed::Missing);
-        };
-        Ok(match item.state.as_str() {
-            ASSET_STORED => Unclaimed::Stored,
-            ASSET_PENDING => match (item.lease_until, item.next_try_at) {
-                (Some(until), _) if until > now => Unclaimed::Leased(until),
-                (_, Some(at)) if at > now => Unclaimed::NotDue(at),
-                // Changed between the claim and this read: as good as leased for a moment.
-                _ => Unclaimed::Leased(now),
-            },
-            _ => Unclaimed::Failed,
-        })
-    }
-
-    pub async fn get(&self, asset: &AssetKey) -> Result<Option<AssetItem>> {
+    async fn get(&self, asset: &AssetKey) -> Result<Option<AssetItem>> {
         let out = self
             .client
             .get_item()
@@ -162,13 +76,13 @@ impl AssetTable {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| Error::Storage(sdk_message(e)))?;
+            .map_err(|e| Error::storage_from("GetItem", e))?;
         out.item.map(from_item).transpose()
     }
 
     /// STORED, only while the lease is ours. `false`: the lease was lost (it expired and
     /// another worker took the asset over).
-    pub async fn mark_stored(
+    async fn mark_stored(
         &self,
         asset: &AssetKey,
         owner: &str,
@@ -184,7 +98,7 @@ impl AssetTable {
                  REMOVE lease_owner, lease_until, next_try_at, last_error",
             )
             .expression_attribute_names("#bucket", "bucket")
-            .expression_attribute_values(":stored", s(ASSET_STORED))
+            .expression_attribute_values(":stored", s(AssetState::Stored.as_str()))
             .expression_attribute_values(":size", n(copy.size))
             .expression_attribute_values(":etag", s(copy.etag))
             .expression_attribute_values(":sha", s(copy.sha256))
@@ -195,7 +109,7 @@ impl AssetTable {
     }
 
     /// Back to PENDING for another try at `next_try_at`.
-    pub async fn mark_retry(
+    async fn mark_retry(
         &self,
         asset: &AssetKey,
         owner: &str,
@@ -219,7 +133,7 @@ impl AssetTable {
     }
 
     /// FAILED for good: refused, rejected by the source, or out of attempts.
-    pub async fn mark_failed(
+    async fn mark_failed(
         &self,
         asset: &AssetKey,
         owner: &str,
@@ -235,7 +149,7 @@ impl AssetTable {
                  last_attempt_at = :now, failed_at = :now \
                  REMOVE lease_owner, lease_until, next_try_at",
             )
-            .expression_attribute_values(":failed", s(ASSET_FAILED))
+            .expression_attribute_values(":failed", s(AssetState::Failed.as_str()))
             .expression_attribute_values(":attempts", n(u64::from(attempts)))
             .expression_attribute_values(":error", s(error))
             .expression_attribute_values(":now", n(now));
@@ -243,7 +157,7 @@ impl AssetTable {
     }
 
     /// Gives the lease up without counting an attempt (the time budget ran out).
-    pub async fn release(&self, asset: &AssetKey, owner: &str) -> Result<bool> {
+    async fn release(&self, asset: &AssetKey, owner: &str) -> Result<bool> {
         let request = self
             .client
             .update_item()
@@ -252,7 +166,7 @@ impl AssetTable {
     }
 
     /// The PENDING assets of one task, for copying them right after their callback.
-    pub async fn pending_in_task(&self, task_pk: &str) -> Result<Vec<AssetKey>> {
+    async fn pending_in_task(&self, task: &Id) -> Result<Vec<AssetKey>> {
         let items = self
             .client
             .query()
@@ -260,16 +174,16 @@ impl AssetTable {
             .key_condition_expression("pk = :pk AND begins_with(sk, :asset)")
             .filter_expression("#state = :pending")
             .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":pk", s(task_pk))
+            .expression_attribute_values(":pk", s(&keys::task_pk(task)))
             .expression_attribute_values(":asset", s(keys::ASSET_SK_PREFIX))
-            .expression_attribute_values(":pending", s(ASSET_PENDING))
+            .expression_attribute_values(":pending", s(AssetState::Pending.as_str()))
             .consistent_read(true)
             .into_paginator()
             .items()
             .send()
             .try_collect()
             .await
-            .map_err(|e| Error::Storage(sdk_message(e)))?;
+            .map_err(|e| Error::storage_from("Query", e))?;
         items
             .into_iter()
             .map(|item| {
@@ -278,14 +192,16 @@ impl AssetTable {
                         pk: listed.pk,
                         sk: listed.sk,
                     })
-                    .map_err(|e| Error::Storage(format!("unreadable asset key: {e}")))
+                    .map_err(|e| Error::storage_from("unreadable asset key", e))
             })
             .collect()
     }
+}
 
+impl DynamoTable {
     async fn under_lease(
         &self,
-        request: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+        request: UpdateItemFluentBuilder,
         asset: &AssetKey,
         owner: &str,
     ) -> Result<bool> {
@@ -295,27 +211,19 @@ impl AssetTable {
             .condition_expression("lease_owner = :lease_owner AND #state = :pending")
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":lease_owner", s(owner))
-            .expression_attribute_values(":pending", s(ASSET_PENDING))
+            .expression_attribute_values(":pending", s(AssetState::Pending.as_str()))
             .send()
             .await;
         match result {
             Ok(_) => Ok(true),
             Err(err) => match err.into_service_error() {
                 e if e.is_conditional_check_failed_exception() => Ok(false),
-                e => Err(Error::Storage(sdk_message(e))),
+                e => Err(Error::storage_from("UpdateItem", e)),
             },
         }
     }
 }
 
 fn from_item(item: HashMap<String, AttributeValue>) -> Result<AssetItem> {
-    serde_dynamo::from_item(item).map_err(|e| Error::Storage(format!("unreadable asset item: {e}")))
-}
-
-fn s(value: &str) -> AttributeValue {
-    AttributeValue::S(value.to_owned())
-}
-
-fn n(value: u64) -> AttributeValue {
-    AttributeValue::N(value.to_string())
+    serde_dynamo::from_item(item).map_err(|e| Error::storage_from("unreadable asset item", e))
 }

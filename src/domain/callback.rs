@@ -5,9 +5,11 @@
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use crate::domain::ids::Id;
+use crate::domain::keys::{AssetKind, AssetRef};
+use crate::domain::media::extension_of;
+use crate::domain::status::TaskStatus;
 use crate::error::{Error, Result};
-use crate::ids::Id;
-use crate::keys::{AssetKind, AssetRef, extension_of};
 
 /// More files than this in one callback is not a MusicGPT callback (and would not fit one
 /// DynamoDB transaction).
@@ -57,8 +59,8 @@ pub struct Callback {
     /// `conversion_id_1`, `conversion_id_2`: the songs an album cover belongs to.
     pub related_conversion_ids: Vec<Id>,
     pub success: Option<bool>,
-    /// Upper-cased; absent when the callback says nothing about status.
-    pub status: Option<String>,
+    /// Absent when the callback says nothing about status.
+    pub status: Option<TaskStatus>,
     pub message: Option<String>,
     pub conversion_type: Option<String>,
     pub title: Option<String>,
@@ -144,11 +146,8 @@ impl Callback {
 
         let subtype = f.text("subtype");
         let success = f.boolean("success");
-        let status = f.text("status").map(|s| s.to_ascii_uppercase());
-        let failed = success == Some(false)
-            || status
-                .as_deref()
-                .is_some_and(|s| s == "FAILED" || s == "ERROR");
+        let status = f.text("status").map(|s| TaskStatus::parse(&s));
+        let failed = success == Some(false) || status.as_ref().is_some_and(TaskStatus::is_failure);
         let stem_maps = [f.stem_map("audio_url")?, f.stem_map("audio_url_wav")?];
         let is_stems = stem_maps.iter().any(Option::is_some);
 
@@ -212,14 +211,14 @@ impl Callback {
     }
 
     /// The status this callback reports, explicit or implied by `success`.
-    pub fn effective_status(&self) -> Option<String> {
+    pub fn effective_status(&self) -> Option<TaskStatus> {
         if let Some(status) = &self.status {
             return Some(status.clone());
         }
         match (&self.kind, self.success) {
-            (CallbackKind::Failure, _) | (_, Some(false)) => Some("FAILED".into()),
+            (CallbackKind::Failure, _) | (_, Some(false)) => Some(TaskStatus::Failed),
             (CallbackKind::Audio | CallbackKind::AlbumCover | CallbackKind::Stems, Some(true)) => {
-                Some("COMPLETED".into())
+                Some(TaskStatus::Completed)
             }
             _ => None,
         }
@@ -450,7 +449,7 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(cb.kind, CallbackKind::Audio);
-        assert_eq!(cb.effective_status().as_deref(), Some("COMPLETED"));
+        assert_eq!(cb.effective_status(), Some(TaskStatus::Completed));
         assert_eq!(cb.message.as_deref(), Some("ok"));
         assert_eq!(cb.cost, Some(1.25));
         assert_eq!(cb.sources.len(), 1);
@@ -506,10 +505,7 @@ mod tests {
             assert_eq!(cb.kind, CallbackKind::Failure, "{body}");
             assert_eq!(cb.message.as_deref(), Some("flagged"));
             assert!(cb.sources.is_empty());
-            assert!(matches!(
-                cb.effective_status().as_deref(),
-                Some("FAILED" | "ERROR")
-            ));
+            assert!(cb.effective_status().is_some_and(|s| s.is_failure()));
         }
     }
 

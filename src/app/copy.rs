@@ -13,67 +13,24 @@ use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use aws_config::SdkConfig;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::assets::{AssetItem, AssetKey, AssetTable, StoredCopy, Unclaimed};
-use crate::aws;
-use crate::config::{Config, CopyConfig};
+use crate::app::ports::{
+    AssetStore, AudioSource, Clock, Download, ObjectSink, ObjectSpec, Ports, SystemClock, Written,
+};
+use crate::app::verify::{Verdict, Verifier};
+use crate::domain::asset::{AssetItem, StoredCopy, Unclaimed};
+use crate::domain::ids::Id;
+use crate::domain::keys::AssetKey;
+use crate::domain::media::content_type_for;
+use crate::domain::retry::RetryPolicy;
 use crate::error::{Error, Result};
-use crate::http::AfterRecord;
-use crate::ingest::Outcome;
-use crate::keys;
-use crate::musicgpt::MusicGptApi;
-use crate::sink::{ObjectSpec, S3Sink, Written, content_type_for};
-use crate::source::Source;
-use crate::store::TaskStore;
-use crate::verify::{Verdict, Verifier};
 
 /// Longest `last_error` kept on an item.
 const MAX_ERROR_CHARS: usize = 500;
-/// A lease outlives the caller's time budget by this much, covering the final write-back.
-pub const DEFAULT_LEASE_GRACE: Duration = Duration::from_secs(60);
-
-#[derive(Debug, Clone)]
-pub struct RetryPolicy {
-    pub max_attempts: u32,
-    /// Wait after the first failed attempt; doubled after each further one.
-    pub base_delay: Duration,
-    pub max_delay: Duration,
-    /// Lease taken when the caller gives no time budget.
-    pub lease: Duration,
-    /// How long a lease outlives the caller's time budget, covering the final write-back.
-    pub lease_grace: Duration,
-}
-
-pub const DEFAULT_BASE_DELAY: Duration = Duration::from_secs(10);
-pub const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(15 * 60);
-/// Lambda's longest run: a worker that held a lease this long has certainly stopped.
-pub const DEFAULT_LEASE: Duration = Duration::from_secs(15 * 60);
-
-impl RetryPolicy {
-    pub fn from_config(copy: &CopyConfig) -> RetryPolicy {
-        RetryPolicy {
-            max_attempts: copy.max_attempts.max(1),
-            base_delay: DEFAULT_BASE_DELAY,
-            max_delay: DEFAULT_MAX_DELAY,
-            lease: DEFAULT_LEASE,
-            lease_grace: DEFAULT_LEASE_GRACE,
-        }
-    }
-
-    /// The wait after `attempts` failed attempts.
-    pub fn backoff(&self, attempts: u32) -> Duration {
-        let doublings = attempts.saturating_sub(1).min(20);
-        self.base_delay
-            .saturating_mul(1 << doublings)
-            .min(self.max_delay)
-    }
-}
-
 /// How one call to [`CopyEngine::copy`] ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CopyOutcome {
@@ -142,55 +99,46 @@ impl CopyOutcome {
 
 /// Copies assets; cheap to clone (clients share their connection pools).
 #[derive(Clone)]
-pub struct CopyEngine {
-    assets: AssetTable,
-    source: Source,
-    sink: S3Sink,
+pub struct CopyEngine<P: Ports> {
+    assets: P::Assets,
+    source: P::Source,
+    sink: P::Sink,
     policy: RetryPolicy,
-    verifier: Option<Verifier>,
+    verifier: Option<Verifier<P>>,
+    clock: Arc<dyn Clock>,
 }
 
-impl CopyEngine {
-    pub fn new(assets: AssetTable, source: Source, sink: S3Sink, policy: RetryPolicy) -> Self {
+impl<P: Ports> CopyEngine<P> {
+    pub fn new(assets: P::Assets, source: P::Source, sink: P::Sink, policy: RetryPolicy) -> Self {
         CopyEngine {
             assets,
             source,
             sink,
             policy,
             verifier: None,
+            clock: Arc::new(SystemClock),
         }
     }
 
     /// Confirms every asset with MusicGPT's byId before downloading it.
-    pub fn with_verifier(mut self, verifier: Verifier) -> Self {
+    pub fn with_verifier(mut self, verifier: Verifier<P>) -> Self {
         self.verifier = Some(verifier);
         self
     }
 
-    /// The engine as the binaries run it: the table, `BUCKET_NAME`, the source guard.
-    pub fn from_config(config: &Config, sdk: &SdkConfig) -> Result<CopyEngine> {
-        let bucket = config.require_bucket()?;
-        let dynamodb = aws::dynamodb_client(sdk);
-        let engine = CopyEngine::new(
-            AssetTable::new(dynamodb.clone(), &config.table_name),
-            Source::from_config(&config.copy)?,
-            S3Sink::new(aws::s3_client(sdk), bucket),
-            RetryPolicy::from_config(&config.copy),
-        );
-        Ok(match &config.musicgpt {
-            Some(musicgpt) => {
-                let api = MusicGptApi::new(&musicgpt.api_url, &musicgpt.api_key)?;
-                engine.with_verifier(Verifier::new(
-                    api,
-                    TaskStore::new(dynamodb, &config.table_name),
-                ))
-            }
-            None => engine,
-        })
+    /// The clock that decides when a retry is due (tests move it instead of sleeping).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
-    pub fn assets(&self) -> &AssetTable {
+    pub fn assets(&self) -> &P::Assets {
         &self.assets
+    }
+
+    /// The PENDING assets of `task`.
+    pub async fn pending_in_task(&self, task: &Id) -> Result<Vec<AssetKey>> {
+        self.assets.pending_in_task(task).await
     }
 
     /// One attempt at one asset. `stop` bounds the attempt (the caller's deadline); past it the
@@ -199,7 +147,7 @@ impl CopyEngine {
         if stop.is_some_and(|stop| stop <= Instant::now()) {
             return Ok(CopyOutcome::Interrupted);
         }
-        let now = now_secs();
+        let now = self.clock.now_secs();
         let owner = lease_owner();
         let lease = stop.map_or(self.policy.lease, |stop| {
             stop.saturating_duration_since(Instant::now()) + self.policy.lease_grace
@@ -338,7 +286,7 @@ impl CopyEngine {
         item: &AssetItem,
         result: Result<Written>,
     ) -> Result<CopyOutcome> {
-        let now = now_secs();
+        let now = self.clock.now_secs();
         let (kept, outcome) = match result {
             Ok(written) => {
                 let stored = StoredCopy {
@@ -399,102 +347,13 @@ fn outcome_error(outcome: &CopyOutcome) -> Option<&str> {
     }
 }
 
-/// `COPY_MODE=inline`: before the webhook answers, copies the PENDING assets of the task the
-/// callback was recorded for, within the invocation's time budget. What does not fit stays
-/// PENDING (its lease released) for a later trigger.
-pub struct InlineCopy {
-    engine: CopyEngine,
-    budget: Budget,
-    concurrency: usize,
-}
-
-/// How long a trigger may work: until the Lambda deadline minus a margin (to abort, write back
-/// and answer), or for `fallback` when there is no deadline (local runs, tests).
-#[derive(Debug, Clone, Copy)]
-pub struct Budget {
-    pub margin: Duration,
-    pub fallback: Duration,
-}
-
-impl Budget {
-    pub fn stop(&self, deadline: Option<SystemTime>) -> Instant {
-        let remaining = match deadline {
-            Some(deadline) => deadline
-                .duration_since(SystemTime::now())
-                .unwrap_or_default()
-                .saturating_sub(self.margin),
-            None => self.fallback,
-        };
-        Instant::now() + remaining
-    }
-}
-
-/// Epoch milliseconds are above this for any date after 2001; remaining times are far below it.
-const EPOCH_MS_FLOOR: u64 = 1_000_000_000_000;
-
-/// The invocation's deadline from Lambda's `deadline_ms` (epoch milliseconds). 0 (tests) means
-/// none. `cargo lambda watch` (1.9) sends the time remaining instead; read as a date it would lie
-/// in 1970 and end every budget at once, so such a value counts from now.
-pub fn lambda_deadline(deadline_ms: u64) -> Option<SystemTime> {
-    match deadline_ms {
-        0 => None,
-        ms if ms < EPOCH_MS_FLOOR => Some(SystemTime::now() + Duration::from_millis(ms)),
-        ms => Some(UNIX_EPOCH + Duration::from_millis(ms)),
-    }
-}
-
 /// Copies several assets at once: a stem callback names up to 40 files.
 pub const DEFAULT_CONCURRENCY: usize = 4;
 
-impl InlineCopy {
-    pub fn new(engine: CopyEngine) -> InlineCopy {
-        InlineCopy {
-            engine,
-            budget: Budget {
-                margin: Duration::from_secs(5),
-                fallback: Duration::from_secs(20),
-            },
-            concurrency: DEFAULT_CONCURRENCY,
-        }
-    }
-
-    pub fn with_budget(mut self, budget: Budget) -> InlineCopy {
-        self.budget = budget;
-        self
-    }
-
-    /// Copies every PENDING, due asset of `task_pk`, stopping at `stop`.
-    pub async fn copy_task(&self, task_pk: &str, stop: Instant) -> Result<Vec<CopyOutcome>> {
-        let assets = self.engine.assets().pending_in_task(task_pk).await?;
-        Ok(copy_all(&self.engine, assets, stop, self.concurrency).await)
-    }
-}
-
-impl AfterRecord for InlineCopy {
-    async fn after_record(&self, outcome: &Outcome, deadline: Option<SystemTime>) {
-        // A parked callback's task is not known yet; a duplicate may follow an inline copy
-        // that ran out of time, so it gets another go.
-        let Some(task) = outcome.task_id() else {
-            return;
-        };
-        let stop = self.budget.stop(deadline);
-        match self.copy_task(&keys::task_pk(task), stop).await {
-            Ok(outcomes) => {
-                let stored = outcomes
-                    .iter()
-                    .filter(|o| matches!(o, CopyOutcome::Stored { .. }))
-                    .count();
-                info!(task_id = %task, assets = outcomes.len(), stored, "inline copy done");
-            }
-            Err(err) => warn!(task_id = %task, error = %err, "inline copy could not start"),
-        }
-    }
-}
-
 /// One attempt at each asset, a few at a time. Storage errors are logged and count as not
 /// settled: the asset stays PENDING.
-pub async fn copy_all(
-    engine: &CopyEngine,
+pub async fn copy_all<P: Ports>(
+    engine: &CopyEngine<P>,
     assets: Vec<AssetKey>,
     stop: Instant,
     concurrency: usize,
@@ -523,13 +382,6 @@ pub async fn copy_all(
         }
     }
     outcomes
-}
-
-pub fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
 }
 
 /// A lease owner id unique across workers: a per-process random key (the std hasher's OS
@@ -563,37 +415,6 @@ fn truncate(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn deadlines_are_epoch_times_or_time_remaining() {
-        assert_eq!(lambda_deadline(0), None);
-        let epoch = 1_800_000_000_000;
-        assert_eq!(
-            lambda_deadline(epoch),
-            Some(UNIX_EPOCH + Duration::from_millis(epoch))
-        );
-        let ahead = lambda_deadline(600_000)
-            .and_then(|d| d.duration_since(SystemTime::now()).ok())
-            .unwrap_or_default();
-        assert!(
-            ahead > Duration::from_secs(590) && ahead <= Duration::from_secs(600),
-            "{ahead:?}"
-        );
-    }
-
-    #[test]
-    fn backoff_doubles_and_is_capped() {
-        let policy = RetryPolicy {
-            max_attempts: 5,
-            base_delay: Duration::from_secs(10),
-            max_delay: Duration::from_secs(60),
-            lease: DEFAULT_LEASE,
-            lease_grace: DEFAULT_LEASE_GRACE,
-        };
-        let waits: Vec<u64> = (1..=5).map(|a| policy.backoff(a).as_secs()).collect();
-        assert_eq!(waits, vec![10, 20, 40, 60, 60]);
-        assert_eq!(policy.backoff(u32::MAX).as_secs(), 60);
-    }
 
     #[test]
     fn source_urls_lose_their_query() {

@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
-use crate::assets::AssetItem;
+use crate::app::ports::{MusicGpt, Ports, TaskStore};
+use crate::domain::api::{Lookup, conversion_type_enum, reported_urls, url_identity};
+use crate::domain::asset::AssetItem;
+use crate::domain::ids::Id;
+use crate::domain::status::TaskStatus;
 use crate::error::{Error, Result};
-use crate::ids::Id;
-use crate::musicgpt::{Lookup, MusicGptApi, conversion_type_enum, reported_urls, url_identity};
-use crate::store::TaskStore;
 
 /// byId answers are reused this long: the files of one task (2 songs x 2 formats and a cover)
 /// are checked with one call, yet a task still in progress is asked again soon.
@@ -30,14 +31,14 @@ pub enum Verdict {
 type Answer = Arc<OnceCell<(Instant, Lookup)>>;
 
 #[derive(Clone)]
-pub struct Verifier {
-    api: MusicGptApi,
-    store: TaskStore,
+pub struct Verifier<P: Ports> {
+    api: P::Api,
+    store: P::Tasks,
     answers: Arc<Mutex<HashMap<String, Answer>>>,
 }
 
-impl Verifier {
-    pub fn new(api: MusicGptApi, store: TaskStore) -> Verifier {
+impl<P: Ports> Verifier<P> {
+    pub fn new(api: P::Api, store: P::Tasks) -> Verifier<P> {
         Verifier {
             api,
             store,
@@ -63,19 +64,21 @@ impl Verifier {
         if reported_urls(&conversion).contains(&wanted) {
             return Ok(Verdict::Verified);
         }
-        let status = conversion
-            .get("status")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_ascii_uppercase();
-        if matches!(status.as_str(), "COMPLETED" | "FAILED" | "ERROR") {
+        let status = TaskStatus::parse(
+            conversion
+                .get("status")
+                .and_then(Value::as_str)
+                .unwrap_or_default(),
+        );
+        if status.is_terminal() {
             Ok(Verdict::Unverified(
                 "MusicGPT does not report this file for the task".into(),
             ))
         } else {
             self.forget(&task);
-            Err(Error::Provider(format!(
-                "task is {status:?} at MusicGPT; its files may not be listed yet"
+            Err(Error::provider(format!(
+                "task is {:?} at MusicGPT; its files may not be listed yet",
+                status.as_str()
             )))
         }
     }

@@ -1,5 +1,6 @@
-//! What a callback writes: a pure translation from a parsed callback to item writes, so the
-//! rules that make duplicates harmless and arrival order irrelevant are visible in one place.
+//! What a callback writes (its plan): a pure translation from a parsed callback to item writes,
+//! so the rules that make duplicates harmless and arrival order irrelevant are visible in one
+//! place. A store applies a whole plan at once (`app::ports::TaskStore::apply`).
 //!
 //! Every write merges: fields a callback owns are set, shared fields are set only if absent,
 //! status (and what comes with it) only by a callback whose status order is not older, and
@@ -7,11 +8,10 @@
 
 use serde_json::{Value, json};
 
-use crate::callback::{Callback, CallbackKind};
-use crate::ids::Id;
-use crate::keys::{self, KeyPrefix};
-
-pub const ASSET_PENDING: &str = "PENDING";
+use crate::domain::callback::{Callback, CallbackKind};
+use crate::domain::ids::Id;
+use crate::domain::keys::{self, KeyPrefix};
+use crate::domain::status::{AssetState, ItemType, TaskStatus};
 
 /// When a write may apply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +26,7 @@ pub enum Condition {
     NoParkedCallbacks(Id),
 }
 
-/// One UpdateItem, inside the callback's transaction.
+/// One item's update, applied together with the rest of its plan.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ItemWrite {
     pub pk: String,
@@ -72,6 +72,26 @@ impl ItemWrite {
     }
 }
 
+/// Every write of one callback; a store applies all of them or none.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub writes: Vec<ItemWrite>,
+}
+
+impl Plan {
+    /// The conversions whose parked callbacks have been adopted: their links may now be
+    /// written whatever is parked on them.
+    pub fn adopted(mut self, conversions: &[Id]) -> Plan {
+        for write in &mut self.writes {
+            if matches!(&write.condition, Condition::NoParkedCallbacks(c) if conversions.contains(c))
+            {
+                write.condition = Condition::Always;
+            }
+        }
+        self
+    }
+}
+
 /// The clock and settings that enter the items.
 #[derive(Debug, Clone)]
 pub struct RecordContext {
@@ -83,34 +103,25 @@ pub struct RecordContext {
 
 /// Orders statuses so any arrival order converges: terminal beats non-terminal, then the
 /// sender's `updatedAt`, then the status rank, then the callback hash as a last tiebreak.
-pub fn status_order(status: &str, updated_at: Option<&str>, sha256: &str) -> String {
-    let (terminal, rank) = match status {
-        "SUBMITTED" => (0, 0),
-        "IN_QUEUE" => (0, 1),
-        "PENDING" => (0, 2),
-        "PROCESSING" | "IN_PROGRESS" => (0, 3),
-        "PARTIAL_COMPLETED" => (0, 4),
-        "COMPLETED" => (1, 7),
-        "ERROR" => (1, 8),
-        "FAILED" => (1, 9),
-        _ => (0, 0),
-    };
+pub fn status_order(status: &TaskStatus, updated_at: Option<&str>, sha256: &str) -> String {
+    let terminal = u8::from(status.is_terminal());
+    let rank = status.rank();
     format!("{terminal}#{}#{rank:02}#{sha256}", updated_at.unwrap_or(""))
 }
 
 /// The writes of one callback whose task is known. `link_conversions` is false when this
 /// callback is itself being adopted from a parked state (its adopter writes the link).
-pub fn callback_writes(
+pub fn callback_plan(
     cb: &Callback,
     task: &Id,
     ctx: &RecordContext,
     link_conversions: bool,
-) -> Vec<ItemWrite> {
+) -> Plan {
     let pk = keys::task_pk(task);
     let mut writes = vec![raw_callback(cb, task, ctx)];
 
     let mut task_item = ItemWrite::new(pk.clone(), keys::TASK_SK.to_owned())
-        .set("item_type", json!("TASK"))
+        .set("item_type", json!(ItemType::Task))
         .set("task_id", json!(task))
         .set_if_absent("created_at", json!(ctx.now))
         .set_if_absent(
@@ -153,7 +164,7 @@ pub fn callback_writes(
         for conversion in linked_conversions(cb) {
             let mut link =
                 ItemWrite::new(keys::conversion_pk(conversion), keys::LINK_SK.to_owned())
-                    .set("item_type", json!("LINK"))
+                    .set("item_type", json!(ItemType::Link))
                     .set("task_id", json!(task))
                     .set("conversion_id", json!(conversion));
             link.condition = Condition::NoParkedCallbacks(conversion.clone());
@@ -168,7 +179,7 @@ pub fn callback_writes(
         };
         writes.push(
             ItemWrite::new(pk.clone(), asset.sort_key(task))
-                .set_if_absent("item_type", json!("ASSET"))
+                .set_if_absent("item_type", json!(ItemType::Asset))
                 .set_if_absent("task_id", json!(task))
                 .set_if_absent("conversion_id", asset.conversion.as_ref().map(|c| json!(c)))
                 .set_if_absent("asset_kind", json!(asset.kind.label()))
@@ -176,13 +187,13 @@ pub fn callback_writes(
                 .set_if_absent("ext", json!(asset.kind.ext()))
                 .set_if_absent("source_url", json!(source.url))
                 .set_if_absent("s3_key", json!(asset.object_key(&ctx.key_prefix, task)))
-                .set_if_absent("state", json!(ASSET_PENDING))
+                .set_if_absent("state", json!(AssetState::Pending))
                 .set_if_absent("attempts", json!(0))
                 .set_if_absent("next_try_at", json!(ctx.now))
                 .set_if_absent("created_at", json!(ctx.now)),
         );
     }
-    writes
+    Plan { writes }
 }
 
 /// Every conversion this callback ties to its task.
@@ -200,7 +211,7 @@ pub fn linked_conversions(cb: &Callback) -> Vec<&Id> {
 /// A callback that names a conversion but no task, kept until the conversion's task is known.
 pub fn parked_callback(cb: &Callback, conversion: &Id, ctx: &RecordContext) -> ItemWrite {
     let mut item = ItemWrite::new(keys::conversion_pk(conversion), keys::parked_sk(&cb.sha256))
-        .set("item_type", json!("PARKED"))
+        .set("item_type", json!(ItemType::Parked))
         .set("conversion_id", json!(conversion))
         .set("kind", json!(cb.kind.label()))
         .set("body", json!(cb.canonical_json))
@@ -212,7 +223,7 @@ pub fn parked_callback(cb: &Callback, conversion: &Id, ctx: &RecordContext) -> I
 
 fn raw_callback(cb: &Callback, task: &Id, ctx: &RecordContext) -> ItemWrite {
     let mut item = ItemWrite::new(keys::task_pk(task), keys::callback_sk(&cb.sha256))
-        .set("item_type", json!("CALLBACK"))
+        .set("item_type", json!(ItemType::Callback))
         .set("task_id", json!(task))
         .set("conversion_id", cb.conversion_id.as_ref().map(|c| json!(c)))
         .set("kind", json!(cb.kind.label()))
@@ -227,7 +238,7 @@ fn raw_callback(cb: &Callback, task: &Id, ctx: &RecordContext) -> ItemWrite {
 
 fn conversion_item(pk: &str, task: &Id, conversion: &Id, ctx: &RecordContext) -> ItemWrite {
     ItemWrite::new(pk.to_owned(), keys::conversion_sk(conversion))
-        .set("item_type", json!("CONVERSION"))
+        .set("item_type", json!(ItemType::Conversion))
         .set("task_id", json!(task))
         .set("conversion_id", json!(conversion))
         .set_if_absent("created_at", json!(ctx.now))
@@ -283,11 +294,11 @@ mod tests {
 
     #[test]
     fn terminal_statuses_outrank_progress_whatever_the_timestamps() {
-        let done = status_order("COMPLETED", None, "a");
-        let progress = status_order("IN_PROGRESS", Some("2030-01-01T00:00:00Z"), "b");
+        let done = status_order(&TaskStatus::Completed, None, "a");
+        let progress = status_order(&TaskStatus::InProgress, Some("2030-01-01T00:00:00Z"), "b");
         assert!(done > progress);
-        let older = status_order("COMPLETED", Some("2025-01-01T12:00:00Z"), "f");
-        let newer = status_order("COMPLETED", Some("2025-01-01T12:05:00Z"), "0");
+        let older = status_order(&TaskStatus::Completed, Some("2025-01-01T12:00:00Z"), "f");
+        let newer = status_order(&TaskStatus::Completed, Some("2025-01-01T12:05:00Z"), "0");
         assert!(newer > older);
     }
 }

@@ -1,6 +1,6 @@
 //! Where things live: table keys (pk/sk) and S3 object keys. Only validated ids go in.
 
-use crate::ids::Id;
+use crate::domain::ids::Id;
 
 /// Stands in for a missing conversion id in S3 keys and asset sort keys.
 pub const NO_CONVERSION: &str = "audio";
@@ -31,18 +31,17 @@ pub fn parked_sk(sha256_hex: &str) -> String {
 
 pub const ASSET_SK_PREFIX: &str = "ASSET#";
 
-/// File extensions kept as they are; anything else falls back to the kind's default.
-const KNOWN_EXTENSIONS: &[&str] = &[
-    "mp3", "wav", "flac", "m4a", "aac", "ogg", "opus", "mid", "midi", "png", "jpg", "jpeg", "webp",
-];
+/// The table key of one asset item.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Deserialize)]
+pub struct AssetKey {
+    pub pk: String,
+    pub sk: String,
+}
 
-/// The extension of a URL's last path segment, if it is a known media extension.
-pub fn extension_of(url: &str) -> Option<&'static str> {
-    let path = url.split(['?', '#']).next().unwrap_or_default();
-    let file = path.rsplit('/').next().unwrap_or_default();
-    let (_, ext) = file.rsplit_once('.')?;
-    let ext = ext.to_ascii_lowercase();
-    KNOWN_EXTENSIONS.iter().copied().find(|known| *known == ext)
+impl AssetKey {
+    pub fn is_asset(&self) -> bool {
+        self.pk.starts_with("TASK#") && self.sk.starts_with(ASSET_SK_PREFIX)
+    }
 }
 
 /// What a file to copy is, which fixes its asset item and its S3 key.
@@ -102,7 +101,7 @@ impl AssetRef {
         }
     }
 
-    /// The S3 key under the prefix, as laid out in DESIGN.md.
+    /// The S3 key under the prefix, as laid out in docs/design.md.
     pub fn object_key(&self, prefix: &KeyPrefix, task: &Id) -> String {
         let scope = self.scope(task);
         let relative = match &self.kind {
@@ -191,12 +190,5 @@ mod tests {
         for bad in ["/abs", "a/../b", "a//b", "sp ace", "./x"] {
             assert!(KeyPrefix::parse(bad).is_none(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn extensions_come_from_the_path_only() {
-        assert_eq!(extension_of("https://h/a/b.MP3?x=y.wav"), Some("mp3"));
-        assert_eq!(extension_of("https://h/a/b"), None);
-        assert_eq!(extension_of("https://h/a/b.exe"), None);
     }
 }

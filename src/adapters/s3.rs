@@ -19,7 +19,8 @@ use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 use tracing::warn;
 
-use crate::error::{Error, Result, sdk_message};
+use crate::app::ports::{ChunkSource, ObjectSink, ObjectSpec, Written};
+use crate::error::{Error, Result};
 
 /// Part size of multipart uploads, and the largest body sent as one PutObject.
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
@@ -30,44 +31,14 @@ const SHA256_TAG: &str = "sha256";
 /// Cleaning up must not depend on the time budget that has just run out.
 const ABORT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A body read chunk by chunk. `Ok(None)` means the body is complete and verified.
-pub trait ChunkSource: Send {
-    fn next_chunk(&mut self) -> impl Future<Output = Result<Option<Bytes>>> + Send;
-}
-
-/// Where an object goes and what it says about itself.
-#[derive(Debug, Clone)]
-pub struct ObjectSpec {
-    pub key: String,
-    pub content_type: String,
-    /// User metadata (`x-amz-meta-*`); it must include `source-url`, which `existing` matches.
-    pub metadata: HashMap<String, String>,
-}
-
-/// What was stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Written {
-    pub etag: String,
-    pub size: u64,
-    /// Hex SHA-256 of exactly the bytes stored.
-    pub sha256: String,
-}
-
 #[derive(Clone)]
 pub struct S3Sink {
     client: Client,
     bucket: String,
 }
 
-impl S3Sink {
-    pub fn new(client: Client, bucket: impl Into<String>) -> S3Sink {
-        S3Sink {
-            client,
-            bucket: bucket.into(),
-        }
-    }
-
-    pub fn bucket(&self) -> &str {
+impl ObjectSink for S3Sink {
+    fn bucket(&self) -> &str {
         &self.bucket
     }
 
@@ -77,7 +48,7 @@ impl S3Sink {
     /// a multipart upload completed after it), so an object whose `source-url` matches is
     /// complete. Its hash comes from its metadata or tag; if the tag write was what failed, the
     /// object is read back and hashed, which still uploads nothing twice.
-    pub async fn existing(
+    async fn existing(
         &self,
         key: &str,
         source_url: &str,
@@ -97,7 +68,7 @@ impl S3Sink {
                 if service.is_not_found() {
                     return Ok(None);
                 }
-                return Err(Error::Sink(format!("HeadObject: {}", sdk_message(service))));
+                return Err(Error::sink_from("HeadObject", service));
             }
         };
         let metadata = head.metadata();
@@ -128,7 +99,7 @@ impl S3Sink {
 
     /// Streams `body` into `spec.key`. The object appears only once the body has been read to
     /// its verified end; past `stop`, the copy is abandoned and its upload aborted.
-    pub async fn write(
+    async fn write(
         &self,
         spec: &ObjectSpec,
         body: &mut impl ChunkSource,
@@ -153,6 +124,15 @@ impl S3Sink {
         }
         result
     }
+}
+
+impl S3Sink {
+    pub fn new(client: Client, bucket: impl Into<String>) -> S3Sink {
+        S3Sink {
+            client,
+            bucket: bucket.into(),
+        }
+    }
 
     async fn put_single(&self, spec: &ObjectSpec, body: Bytes, sha256: &str) -> Result<String> {
         let out = self
@@ -167,7 +147,7 @@ impl S3Sink {
             .body(ByteStream::from(body))
             .send()
             .await
-            .map_err(|e| Error::Sink(format!("PutObject: {}", sdk_message(e))))?;
+            .map_err(|e| Error::sink_from("PutObject", e))?;
         Ok(out.e_tag().unwrap_or_default().to_owned())
     }
 
@@ -181,10 +161,10 @@ impl S3Sink {
             .set_metadata(Some(spec.metadata.clone()))
             .send()
             .await
-            .map_err(|e| Error::Sink(format!("CreateMultipartUpload: {}", sdk_message(e))))?;
+            .map_err(|e| Error::sink_from("CreateMultipartUpload", e))?;
         out.upload_id()
             .map(str::to_owned)
-            .ok_or_else(|| Error::Sink("CreateMultipartUpload returned no upload id".into()))
+            .ok_or_else(|| Error::sink("CreateMultipartUpload returned no upload id"))
     }
 
     async fn upload_parts<C: ChunkSource>(
@@ -233,7 +213,7 @@ impl S3Sink {
             )
             .send()
             .await
-            .map_err(|e| Error::Sink(format!("CompleteMultipartUpload: {}", sdk_message(e))))?;
+            .map_err(|e| Error::sink_from("CompleteMultipartUpload", e))?;
         let sha256 = reader.sha256_hex();
         self.tag_sha256(&spec.key, &sha256).await?;
         Ok(Written {
@@ -261,7 +241,7 @@ impl S3Sink {
             .body(ByteStream::from(body))
             .send()
             .await
-            .map_err(|e| Error::Sink(format!("UploadPart {number}: {}", sdk_message(e))))?;
+            .map_err(|e| Error::sink_from(&format!("UploadPart {number}"), e))?;
         Ok(out.e_tag().unwrap_or_default().to_owned())
     }
 
@@ -270,11 +250,11 @@ impl S3Sink {
             .key(SHA256_TAG)
             .value(sha256)
             .build()
-            .map_err(|e| Error::Sink(format!("sha256 tag: {e}")))?;
+            .map_err(|e| Error::sink_from("sha256 tag", e))?;
         let tagging = Tagging::builder()
             .tag_set(tag)
             .build()
-            .map_err(|e| Error::Sink(format!("sha256 tag: {e}")))?;
+            .map_err(|e| Error::sink_from("sha256 tag", e))?;
         self.client
             .put_object_tagging()
             .bucket(&self.bucket)
@@ -282,7 +262,7 @@ impl S3Sink {
             .tagging(tagging)
             .send()
             .await
-            .map_err(|e| Error::Sink(format!("PutObjectTagging: {}", sdk_message(e))))?;
+            .map_err(|e| Error::sink_from("PutObjectTagging", e))?;
         Ok(())
     }
 
@@ -294,7 +274,7 @@ impl S3Sink {
             .key(key)
             .send()
             .await
-            .map_err(|e| Error::Sink(format!("GetObjectTagging: {}", sdk_message(e))))?;
+            .map_err(|e| Error::sink_from("GetObjectTagging", e))?;
         Ok(out
             .tag_set()
             .iter()
@@ -311,13 +291,13 @@ impl S3Sink {
             .key(key)
             .send()
             .await
-            .map_err(|e| Error::Sink(format!("GetObject: {}", sdk_message(e))))?;
+            .map_err(|e| Error::sink_from("GetObject", e))?;
         let mut body = out.body;
         let mut hasher = Sha256::new();
         while let Some(chunk) = body
             .try_next()
             .await
-            .map_err(|e| Error::Sink(format!("GetObject body: {e}")))?
+            .map_err(|e| Error::sink_from("GetObject body", e))?
         {
             hasher.update(&chunk);
         }
@@ -335,7 +315,7 @@ impl S3Sink {
         match tokio::time::timeout(ABORT_TIMEOUT, abort).await {
             Ok(Ok(_)) => {}
             Ok(Err(err)) => {
-                warn!(key = %spec.key, error = %sdk_message(err), "abort of multipart upload failed")
+                warn!(key = %spec.key, error = %aws_sdk_s3::error::DisplayErrorContext(&err), "abort of multipart upload failed")
             }
             Err(_) => warn!(key = %spec.key, "abort of multipart upload timed out"),
         }
@@ -427,24 +407,6 @@ fn with_sha256(spec: &ObjectSpec, sha256: &str) -> HashMap<String, String> {
     metadata
 }
 
-/// Content-Type from a file extension, for sources that do not send a useful one.
-pub fn content_type_for(ext: &str) -> &'static str {
-    match ext.to_ascii_lowercase().as_str() {
-        "mp3" => "audio/mpeg",
-        "wav" => "audio/wav",
-        "flac" => "audio/flac",
-        "m4a" => "audio/mp4",
-        "aac" => "audio/aac",
-        "ogg" => "audio/ogg",
-        "opus" => "audio/opus",
-        "mid" | "midi" => "audio/midi",
-        "png" => "image/png",
-        "jpg" | "jpeg" => "image/jpeg",
-        "webp" => "image/webp",
-        _ => "application/octet-stream",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -493,11 +455,5 @@ mod tests {
             cut(&[PART_SIZE - 1, 2, PART_SIZE]).await,
             vec![(PART_SIZE, false), (PART_SIZE, false), (1, true)]
         );
-    }
-
-    #[test]
-    fn content_types_come_from_the_extension() {
-        assert_eq!(content_type_for("MP3"), "audio/mpeg");
-        assert_eq!(content_type_for("xyz"), "application/octet-stream");
     }
 }

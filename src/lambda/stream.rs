@@ -16,18 +16,18 @@ use serde::Deserialize;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::assets::AssetKey;
-use crate::copy::{
-    Budget, CopyEngine, CopyOutcome, DEFAULT_CONCURRENCY, lambda_deadline, now_secs,
-};
+use crate::app::copy::{CopyEngine, CopyOutcome, DEFAULT_CONCURRENCY};
+use crate::app::ports::{Clock, Ports, SystemClock};
+use crate::domain::keys::AssetKey;
+use crate::domain::status::{AssetState, ItemType};
 use crate::error::{Error, Result};
-use crate::records::ASSET_PENDING;
+use crate::lambda::budget::{Budget, lambda_deadline};
 
 /// A new try is only started if at least this much of the budget is left.
 const MIN_TRY_TIME: Duration = Duration::from_secs(2);
 
-pub struct StreamCopier {
-    engine: CopyEngine,
+pub struct StreamCopier<P: Ports> {
+    engine: CopyEngine<P>,
     budget: Budget,
     concurrency: usize,
 }
@@ -41,8 +41,8 @@ struct Image {
     state: Option<String>,
 }
 
-impl StreamCopier {
-    pub fn new(engine: CopyEngine) -> StreamCopier {
+impl<P: Ports> StreamCopier<P> {
+    pub fn new(engine: CopyEngine<P>) -> StreamCopier<P> {
         StreamCopier {
             engine,
             budget: Budget {
@@ -53,7 +53,7 @@ impl StreamCopier {
         }
     }
 
-    pub fn with_budget(mut self, budget: Budget) -> StreamCopier {
+    pub fn with_budget(mut self, budget: Budget) -> StreamCopier<P> {
         self.budget = budget;
         self
     }
@@ -99,14 +99,14 @@ impl StreamCopier {
                 Ok((_, true)) => {}
                 Ok((asset, false)) => unsettled.push(asset),
                 Err(err) => {
-                    return Err(Error::Storage(format!("copy task did not finish: {err}")));
+                    return Err(Error::storage_from("copy task did not finish", err));
                 }
             }
         }
         for asset in &unsettled {
             for sequence in sequences.get(asset).into_iter().flatten() {
                 let Some(sequence) = sequence else {
-                    return Err(Error::Storage(format!(
+                    return Err(Error::storage(format!(
                         "record for {} has no sequence number to report",
                         asset.sk
                     )));
@@ -128,7 +128,7 @@ impl StreamCopier {
 
 /// Tries until the asset is settled, waiting out backoffs while they fit before `stop`.
 /// `false`: the record must be delivered again.
-async fn settle(engine: &CopyEngine, asset: &AssetKey, stop: Instant) -> bool {
+async fn settle<P: Ports>(engine: &CopyEngine<P>, asset: &AssetKey, stop: Instant) -> bool {
     loop {
         let outcome = match engine.copy(asset, Some(stop)).await {
             Ok(outcome) => outcome,
@@ -146,7 +146,7 @@ async fn settle(engine: &CopyEngine, asset: &AssetKey, stop: Instant) -> bool {
             _ => return false,
         };
         // Whole seconds from a truncated "now" never wake before the item is due.
-        let wait = Duration::from_secs(wait_until.saturating_sub(now_secs()))
+        let wait = Duration::from_secs(wait_until.saturating_sub(SystemClock.now_secs()))
             .max(Duration::from_millis(50));
         if Instant::now() + wait + MIN_TRY_TIME > stop {
             return false;
@@ -164,11 +164,11 @@ pub fn newly_pending(record: &EventRecord) -> Option<AssetKey> {
         "INSERT" => true,
         "MODIFY" => image(&record.change.old_image)
             .and_then(|old| old.state)
-            .is_none_or(|state| state != ASSET_PENDING),
+            .is_none_or(|state| state != AssetState::Pending.as_str()),
         _ => false,
     };
-    let pending =
-        new.item_type.as_deref() == Some("ASSET") && new.state.as_deref() == Some(ASSET_PENDING);
+    let pending = new.item_type.as_deref() == Some(ItemType::Asset.as_str())
+        && new.state.as_deref() == Some(AssetState::Pending.as_str());
     let asset = AssetKey {
         pk: new.pk?,
         sk: new.sk?,

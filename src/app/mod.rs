@@ -1,0 +1,9 @@
+//! The use cases, written against the ports in [`ports`]: they know neither AWS nor HTTP nor
+//! Lambda, only what the domain says and what the ports answer.
+
+pub mod copy;
+pub mod ports;
+pub mod reconcile;
+pub mod record;
+pub mod submit;
+pub mod verify;

@@ -1,0 +1,218 @@
+//! The ports: one trait per side effect the use cases need. Adapters implement them (DynamoDB,
+//! S3, the HTTP source, MusicGPT's API, and in-memory twins); use cases are generic over
+//! [`Ports`], which names one implementation of each.
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use bytes::Bytes;
+use serde_json::{Map, Value};
+use tokio::time::Instant;
+
+use crate::domain::api::{Lookup, MusicAiRequest, Submitted};
+use crate::domain::asset::{AssetItem, StoredCopy, Unclaimed};
+use crate::domain::ids::Id;
+use crate::domain::keys::AssetKey;
+use crate::domain::plan::{ItemWrite, Plan};
+use crate::error::Result;
+
+/// How a store applied a plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// Every write applied (status-guarded fields only where no newer status was recorded).
+    Written,
+    /// The callback was recorded before: nothing was written.
+    Duplicate,
+    /// Callbacks are parked on these conversions: nothing was written. Adopt them, then
+    /// apply `plan.adopted(conversions)`.
+    ParkedOn(Vec<Id>),
+    /// Another write to the same items won the race: nothing was written; try again.
+    Conflict,
+}
+
+/// Tasks, conversions, raw callbacks and the links that let a callback without a task id
+/// find its task.
+pub trait TaskStore: Clone + Send + Sync + 'static {
+    /// All of the plan or none of it.
+    fn apply(&self, plan: &Plan) -> impl Future<Output = Result<Applied>> + Send;
+
+    /// Keeps a callback until its conversion's task is known; a redelivery is no change.
+    fn park(&self, write: &ItemWrite) -> impl Future<Output = Result<()>> + Send;
+
+    /// The task a conversion belongs to, if any callback has told us yet.
+    fn linked_task(&self, conversion: &Id) -> impl Future<Output = Result<Option<Id>>> + Send;
+
+    /// Marks the conversion as having parked callbacks and returns its task if one is linked
+    /// already: whichever of this and the linking write comes second sees the other.
+    fn flag_parked(&self, conversion: &Id) -> impl Future<Output = Result<Option<Id>>> + Send;
+
+    /// The raw bodies of the callbacks parked on a conversion.
+    fn parked_bodies(&self, conversion: &Id) -> impl Future<Output = Result<Vec<String>>> + Send;
+
+    /// Tasks that need a look: registered (SUBMITTED) at or before `cutoff` with no status
+    /// since, or with an asset PENDING whose next try was due by `cutoff`.
+    fn due_tasks(&self, cutoff: u64) -> impl Future<Output = Result<Vec<Id>>> + Send;
+
+    /// The conversion type a task was submitted or reported with, if any.
+    fn task_conversion_type(
+        &self,
+        task: &Id,
+    ) -> impl Future<Output = Result<Option<String>>> + Send;
+
+    /// Every item of a task's partition, as JSON objects, in sort-key order.
+    fn task_items(&self, task: &Id)
+    -> impl Future<Output = Result<Vec<Map<String, Value>>>> + Send;
+}
+
+/// Asset items as the copy engine works them: claimed under a lease, then settled only while
+/// the lease is still the claimer's.
+pub trait AssetStore: Clone + Send + Sync + 'static {
+    /// Takes the lease if the asset is PENDING, due and not leased by anyone else; concurrent
+    /// claims race inside the store, where exactly one wins.
+    fn claim(
+        &self,
+        asset: &AssetKey,
+        owner: &str,
+        now: u64,
+        lease_until: u64,
+    ) -> impl Future<Output = Result<Result<AssetItem, Unclaimed>>> + Send;
+
+    fn get(&self, asset: &AssetKey) -> impl Future<Output = Result<Option<AssetItem>>> + Send;
+
+    /// STORED, only while the lease is ours. `false`: the lease was lost.
+    fn mark_stored(
+        &self,
+        asset: &AssetKey,
+        owner: &str,
+        copy: &StoredCopy<'_>,
+        now: u64,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Back to PENDING for another try at `next_try_at`.
+    fn mark_retry(
+        &self,
+        asset: &AssetKey,
+        owner: &str,
+        attempts: u32,
+        error: &str,
+        next_try_at: u64,
+        now: u64,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// FAILED for good.
+    fn mark_failed(
+        &self,
+        asset: &AssetKey,
+        owner: &str,
+        attempts: u32,
+        error: &str,
+        now: u64,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Gives the lease up without counting an attempt.
+    fn release(&self, asset: &AssetKey, owner: &str) -> impl Future<Output = Result<bool>> + Send;
+
+    /// The PENDING assets of one task.
+    fn pending_in_task(&self, task: &Id) -> impl Future<Output = Result<Vec<AssetKey>>> + Send;
+}
+
+/// A body read chunk by chunk. `Ok(None)` means the body is complete and verified.
+pub trait ChunkSource: Send {
+    fn next_chunk(&mut self) -> impl Future<Output = Result<Option<Bytes>>> + Send;
+}
+
+/// A download under way: its chunks, and what the source said about them.
+pub trait Download: ChunkSource {
+    /// The source's own Content-Type, unless it said nothing useful.
+    fn content_type(&self) -> Option<&str>;
+}
+
+/// Where files come from: MusicGPT's buckets, behind a guard.
+pub trait AudioSource: Clone + Send + Sync + 'static {
+    type Download: Download;
+
+    /// Returns once a successful answer's headers are in; nothing is sent for a refused URL.
+    fn open(&self, url: &str) -> impl Future<Output = Result<Self::Download>> + Send;
+}
+
+/// Where an object goes and what it says about itself.
+#[derive(Debug, Clone)]
+pub struct ObjectSpec {
+    pub key: String,
+    pub content_type: String,
+    /// User metadata; it must include `source-url`, which `existing` matches.
+    pub metadata: HashMap<String, String>,
+}
+
+/// What was stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub etag: String,
+    pub size: u64,
+    /// Hex SHA-256 of exactly the bytes stored.
+    pub sha256: String,
+}
+
+/// The owner's bucket.
+pub trait ObjectSink: Clone + Send + Sync + 'static {
+    fn bucket(&self) -> &str;
+
+    /// A complete earlier copy of `source_url` at `key`, if there is one.
+    fn existing(
+        &self,
+        key: &str,
+        source_url: &str,
+        stop: Option<Instant>,
+    ) -> impl Future<Output = Result<Option<Written>>> + Send;
+
+    /// Streams `body` into `spec.key`; the object appears only once the body has been read to
+    /// its verified end. Past `stop`, the write is abandoned and leaves nothing behind.
+    fn write(
+        &self,
+        spec: &ObjectSpec,
+        body: &mut impl ChunkSource,
+        stop: Option<Instant>,
+    ) -> impl Future<Output = Result<Written>> + Send;
+}
+
+/// MusicGPT's public API.
+pub trait MusicGpt: Clone + Send + Sync + 'static {
+    /// `GET /v1/byId` for a task.
+    fn by_task(
+        &self,
+        conversion_type: &str,
+        task: &Id,
+    ) -> impl Future<Output = Result<Lookup>> + Send;
+
+    fn submit_music_ai(
+        &self,
+        request: &MusicAiRequest,
+    ) -> impl Future<Output = Result<Submitted>> + Send;
+}
+
+/// Wall-clock time in epoch seconds, replaceable so tests can move it.
+pub trait Clock: Send + Sync + 'static {
+    fn now_secs(&self) -> u64;
+}
+
+/// The system's wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_secs(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default()
+    }
+}
+
+/// One choice of adapter for every port; the use cases are generic over it.
+pub trait Ports: Clone + Send + Sync + 'static {
+    type Tasks: TaskStore;
+    type Assets: AssetStore;
+    type Source: AudioSource;
+    type Sink: ObjectSink;
+    type Api: MusicGpt;
+}

@@ -1,0 +1,14 @@
+//! The MusicGPT model and the rules of this receiver, pure: parsing callbacks, planning their
+//! writes, naming keys and ids, status words. No I/O, no AWS, HTTP or Lambda types.
+
+pub mod answer;
+pub mod api;
+pub mod asset;
+pub mod callback;
+pub mod ids;
+pub mod keys;
+pub mod media;
+pub mod plan;
+pub mod retry;
+pub mod status;
+pub mod token;

@@ -1,0 +1,98 @@
+//! The one builder: configuration read once, SDK clients and adapters built once, and the use
+//! cases and front ends the binaries run, assembled from them.
+
+use aws_config::SdkConfig;
+
+use crate::adapters::AwsPorts;
+use crate::adapters::aws;
+use crate::adapters::dynamodb::DynamoTable;
+use crate::adapters::musicgpt::MusicGptApi;
+use crate::adapters::s3::S3Sink;
+use crate::adapters::source::HttpSource;
+use crate::app::copy::CopyEngine;
+use crate::app::reconcile::Reconciler;
+use crate::app::record::Recorder;
+use crate::app::verify::Verifier;
+use crate::config::{self, Config, ProcessEnv};
+use crate::domain::retry::RetryPolicy;
+use crate::error::{Error, Result};
+use crate::lambda::http::Ingest;
+use crate::lambda::schedule::Schedule;
+use crate::lambda::stream::StreamCopier;
+
+/// Everything a binary needs, built from the environment at cold start.
+pub struct App {
+    pub config: Config,
+    sdk: SdkConfig,
+    table: DynamoTable,
+}
+
+impl App {
+    pub async fn from_env() -> Result<App> {
+        let config = Config::from_env()?;
+        let sdk = aws::load_sdk_config().await;
+        let table = DynamoTable::new(aws::dynamodb_client(&sdk), &config.table_name);
+        Ok(App { config, sdk, table })
+    }
+
+    pub fn recorder(&self) -> Recorder<DynamoTable> {
+        Recorder::new(
+            self.table.clone(),
+            self.config.key_prefix.clone(),
+            self.config.callback_retention,
+        )
+    }
+
+    /// The webhook's admission, with `WEBHOOK_TOKENS`.
+    pub fn ingest(&self) -> Result<Ingest<DynamoTable>> {
+        Ok(Ingest::new(
+            config::webhook_tokens(&ProcessEnv)?,
+            self.recorder(),
+        ))
+    }
+
+    /// MusicGPT's API, when `MUSICGPT_API_KEY` is set.
+    pub fn api(&self) -> Result<Option<MusicGptApi>> {
+        self.config
+            .musicgpt
+            .as_ref()
+            .map(|m| MusicGptApi::new(&m.api_url, &m.api_key))
+            .transpose()
+    }
+
+    pub fn require_api(&self, who: &str) -> Result<MusicGptApi> {
+        self.api()?
+            .ok_or_else(|| Error::Config(format!("MUSICGPT_API_KEY is required by {who}")))
+    }
+
+    /// The copy engine: the table, `BUCKET_NAME`, the source guard, and verification through
+    /// byId when MusicGPT's API is configured.
+    pub fn copy_engine(&self) -> Result<CopyEngine<AwsPorts>> {
+        let bucket = self.config.require_bucket()?;
+        let engine = CopyEngine::<AwsPorts>::new(
+            self.table.clone(),
+            HttpSource::from_config(&self.config.copy)?,
+            S3Sink::new(aws::s3_client(&self.sdk), bucket),
+            RetryPolicy::with_max_attempts(self.config.copy.max_attempts),
+        );
+        Ok(match self.api()? {
+            Some(api) => engine.with_verifier(Verifier::new(api, self.table.clone())),
+            None => engine,
+        })
+    }
+
+    pub fn stream_copier(&self) -> Result<StreamCopier<AwsPorts>> {
+        Ok(StreamCopier::new(self.copy_engine()?))
+    }
+
+    pub fn schedule(&self) -> Result<Schedule<AwsPorts>> {
+        let settings = config::reconcile_settings(&ProcessEnv)?;
+        let reconciler = Reconciler::new(
+            self.recorder(),
+            self.require_api("the reconciler")?,
+            settings,
+        )
+        .with_copier(self.copy_engine()?);
+        Ok(Schedule::new(reconciler))
+    }
+}
