@@ -1,5 +1,5 @@
-//! Copy benchmark (issue 5, part 3): for 10 MiB, 100 MiB and 1 GiB files it prints one markdown
-//! table with the copy engine's throughput and peak RSS next to the floor, the slower of
+//! Copy benchmark: for 10 MiB, 100 MiB and 1 GiB files it prints one markdown table with the
+//! copy engine's throughput and peak RSS next to the floor, the slower of
 //!
 //! - a plain download of the same file from the same local server to nowhere (reqwest,
 //!   streamed), and
@@ -34,14 +34,15 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use musicgpt_webhook::assets::{AssetKey, AssetTable};
-use musicgpt_webhook::callback::Callback;
-use musicgpt_webhook::copy::{CopyEngine, CopyOutcome, RetryPolicy};
-use musicgpt_webhook::ingest::Recorder;
-use musicgpt_webhook::keys::KeyPrefix;
-use musicgpt_webhook::sink::{PART_SIZE, S3Sink};
-use musicgpt_webhook::source::{Source, SourceGuard, SourceOptions};
-use musicgpt_webhook::store::TaskStore;
+use musicgpt_webhook::adapters::AwsPorts;
+use musicgpt_webhook::adapters::dynamodb::DynamoTable;
+use musicgpt_webhook::adapters::s3::{PART_SIZE, S3Sink};
+use musicgpt_webhook::adapters::source::{HttpSource, SourceGuard, SourceOptions};
+use musicgpt_webhook::app::copy::{CopyEngine, CopyOutcome};
+use musicgpt_webhook::app::record::Recorder;
+use musicgpt_webhook::domain::callback::Callback;
+use musicgpt_webhook::domain::keys::{AssetKey, KeyPrefix};
+use musicgpt_webhook::domain::retry::RetryPolicy;
 
 const MIB: u64 = 1024 * 1024;
 const RSS_TARGET_MIB: f64 = 64.0;
@@ -437,9 +438,9 @@ async fn measure_copy(len: u64, tag: &str) -> Value {
     let sdk = support::sdk_config_for(&env(ENV_MOTO));
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
     let table = env(ENV_TABLE);
-    let engine = CopyEngine::new(
-        AssetTable::new(dynamo.clone(), &table),
-        Source::new(
+    let engine = CopyEngine::<AwsPorts>::new(
+        DynamoTable::new(dynamo.clone(), &table),
+        HttpSource::new(
             SourceGuard::new(&["127.0.0.1".to_owned()]).expect("hosts"),
             SourceOptions {
                 connect_timeout: Duration::from_secs(5),
@@ -458,8 +459,8 @@ async fn measure_copy(len: u64, tag: &str) -> Value {
             lease_grace: Duration::from_secs(60),
         },
     );
-    let recorder = Recorder::new(
-        TaskStore::new(dynamo, &table),
+    let recorder = Recorder::<DynamoTable>::new(
+        DynamoTable::new(dynamo, &table),
         KeyPrefix::default(),
         Duration::from_secs(86_400),
     );

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod summary;
+mod update;
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,11 +14,10 @@ use aws_sdk_dynamodb::operation::get_item::builders::GetItemFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::transact_write_items::builders::TransactWriteItemsFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
-use musicgpt_webhook::callback::Callback;
-use musicgpt_webhook::ids::Id;
-use musicgpt_webhook::keys::{self, KeyPrefix};
-use musicgpt_webhook::records::{self, RecordContext};
-use musicgpt_webhook::store::TaskStore;
+use musicgpt_webhook::domain::callback::Callback;
+use musicgpt_webhook::domain::ids::Id;
+use musicgpt_webhook::domain::keys::{self, KeyPrefix};
+use musicgpt_webhook::domain::plan::{self, Condition, ItemWrite, RecordContext};
 use serde_json::Value;
 
 /// The token every event in events/ carries (a test value, not a secret).
@@ -52,10 +52,11 @@ pub fn fresh_id() -> String {
 }
 
 /// The bare DynamoDB requests the handler makes for one first-delivered callback, built in
-/// advance with the store's own builders: the link lookup of a callback that names only its
-/// conversion, then the transaction, and that transaction again without the status guard of
-/// a write whose guard fails (a task item that already holds an equally final status with a
-/// higher tiebreak: `Recorder::record_for_task` re-runs it so, and so does the floor).
+/// advance from the domain's own write plan (`plan::callback_plan`) by this module's
+/// `update`: the link lookup of a callback that names only its conversion, then the
+/// transaction, and that transaction again without the status guard of a write whose guard
+/// fails (a task item that already holds an equally final status with a higher tiebreak:
+/// `DynamoTable`'s `TaskStore::apply` re-runs it so, and so does the floor).
 pub struct FloorRequests {
     lookup: Option<GetItemFluentBuilder>,
     transact: TransactWriteItemsFluentBuilder,
@@ -64,15 +65,12 @@ pub struct FloorRequests {
     unguarded: Vec<Option<TransactWriteItem>>,
 }
 
-/// As `ingest::MAX_TRANSACTION_ROUNDS`.
-const MAX_TRANSACTION_ROUNDS: usize = 8;
-
 impl FloorRequests {
     /// `known_task` is the task a callback without `task_id` belongs to (the handler finds it
     /// with the lookup; the floor only sends that lookup).
     pub fn build(
         client: &Client,
-        store: &TaskStore,
+        table: &str,
         known_task: Option<&str>,
         event: &str,
     ) -> FloorRequests {
@@ -92,7 +90,7 @@ impl FloorRequests {
                 let conversion = callback.conversion_id.clone().expect("a conversion id");
                 let lookup = client
                     .get_item()
-                    .table_name(store.table())
+                    .table_name(table)
                     .key("pk", AttributeValue::S(keys::conversion_pk(&conversion)))
                     .key("sk", AttributeValue::S(keys::LINK_SK.to_owned()))
                     .consistent_read(true);
@@ -102,16 +100,17 @@ impl FloorRequests {
                 (task, false, Some(lookup))
             }
         };
-        let item = |write: &records::ItemWrite| {
-            let update = store.update(write).expect("update builds");
-            TransactWriteItem::builder().update(update).build()
+        let item = |write: &ItemWrite| {
+            TransactWriteItem::builder()
+                .update(update::update(table, write))
+                .build()
         };
-        let writes = records::callback_writes(&callback, &task, &ctx, link);
+        let writes = plan::callback_plan(&callback, &task, &ctx, link).writes;
         let items: Vec<TransactWriteItem> = writes.iter().map(item).collect();
         let unguarded = writes
             .iter()
             .map(|write| {
-                matches!(write.condition, records::Condition::NewerStatus(_)).then(|| {
+                matches!(write.condition, Condition::NewerStatus(_)).then(|| {
                     let mut write = write.clone();
                     write.without_guard();
                     item(&write)
@@ -135,8 +134,11 @@ impl FloorRequests {
             assert!(out.item.is_some(), "floor lookup found no link");
         }
         let (mut items, mut unguarded) = (self.items, self.unguarded);
+        // As `DynamoTable`'s `apply`: each cancelled round drops at least one guard, so one
+        // round per write and one more is enough.
+        let rounds = items.len() + 1;
         let mut attempt = self.transact;
-        for _ in 0..MAX_TRANSACTION_ROUNDS {
+        for _ in 0..rounds {
             let err = match attempt.send().await {
                 Ok(_) => return,
                 Err(err) => err,
@@ -159,7 +161,7 @@ impl FloorRequests {
                 .transact_write_items()
                 .set_transact_items(Some(items.clone()));
         }
-        panic!("floor: transaction still cancelled after {MAX_TRANSACTION_ROUNDS} rounds");
+        panic!("floor: transaction still cancelled after {rounds} rounds");
     }
 }
 

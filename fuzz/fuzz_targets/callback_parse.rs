@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use musicgpt_webhook::callback::Callback;
+use musicgpt_webhook::domain::callback::Callback;
 
 fuzz_target!(|data: &[u8]| {
     let (content_type, body) = match data.split_first() {
