@@ -8,7 +8,7 @@ use crate::adapters::aws;
 use crate::adapters::dynamodb::DynamoTable;
 use crate::adapters::musicgpt::MusicGptApi;
 use crate::adapters::s3::S3Sink;
-use crate::adapters::source::HttpSource;
+use crate::adapters::source::{HttpSource, SourceGuard, SourceOptions};
 use crate::app::copy::CopyEngine;
 use crate::app::reconcile::Reconciler;
 use crate::app::record::Recorder;
@@ -71,7 +71,10 @@ impl App {
         let bucket = self.config.require_bucket()?;
         let engine = CopyEngine::<AwsPorts>::new(
             self.table.clone(),
-            HttpSource::from_config(&self.config.copy)?,
+            HttpSource::new(
+                SourceGuard::new(&self.config.copy.source_hosts)?,
+                SourceOptions::with_max_bytes(self.config.copy.max_asset_bytes),
+            )?,
             S3Sink::new(aws::s3_client(&self.sdk), bucket),
             RetryPolicy::with_max_attempts(self.config.copy.max_attempts),
         );

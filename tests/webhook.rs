@@ -1,5 +1,6 @@
 //! The webhook end to end through the real SDK against moto_server: every callback variant,
-//! every front end, every status code, duplicates, reordering, token rotation, bad input.
+//! every front end, every status code, token rotation, bad input. Ordering, duplicates and
+//! parking are checked on both stores in store_conformance.rs.
 
 mod support;
 
@@ -9,7 +10,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 use lambda_http::{Body, Request};
 use musicgpt_webhook::adapters::dynamodb::DynamoTable;
-use musicgpt_webhook::app::record::{Outcome, Recorder};
+use musicgpt_webhook::app::record::Recorder;
 use musicgpt_webhook::domain::keys::KeyPrefix;
 use musicgpt_webhook::domain::token::WebhookTokens;
 use musicgpt_webhook::lambda::http::Webhook;
@@ -63,16 +64,6 @@ async fn call(webhook: &Webhook<DynamoTable>, request: Request) -> (u16, Value) 
         other => panic!("expected a text body, got {other:?}"),
     };
     (status, body)
-}
-
-async fn post_raw(ingest: &Ingest<DynamoTable>, body: &str) -> Outcome {
-    let delivery = Delivery {
-        method: "POST",
-        path: &format!("/webhook/{TOKEN}"),
-        content_type: Some("application/json"),
-        body: body.as_bytes(),
-    };
-    ingest.handle(delivery, NOW).await.expect("recorded").1
 }
 
 fn find<'a>(items: &'a [Item], pk: &str, sk: &str) -> &'a Item {
@@ -454,188 +445,6 @@ async fn both_rotated_tokens_are_accepted_and_others_are_not() {
         let result = ingest.handle(delivery, NOW).await;
         assert_eq!(result.is_ok(), expected, "token {token}");
     }
-}
-
-#[tokio::test]
-async fn twenty_concurrent_duplicates_write_one_set_of_items() {
-    let single = support::fresh_table().await;
-    post_raw(
-        &ingest_for(&single).await,
-        &body_of("http-music-ai-audio-1.json"),
-    )
-    .await;
-    let expected = support::scan_all(&single).await;
-
-    let table = support::fresh_table().await;
-    let ingest = std::sync::Arc::new(ingest_for(&table).await);
-    let body = std::sync::Arc::new(body_of("http-music-ai-audio-1.json"));
-    let deliveries = (0..20).map(|_| {
-        let (ingest, body) = (ingest.clone(), body.clone());
-        async move { post_raw(&ingest, &body).await }
-    });
-    let outcomes = futures_join_all(deliveries).await;
-    let recorded = outcomes
-        .iter()
-        .filter(|o| matches!(o, Outcome::Recorded { .. }))
-        .count();
-    let duplicates = outcomes
-        .iter()
-        .filter(|o| matches!(o, Outcome::Duplicate { .. }))
-        .count();
-    assert_eq!((recorded, duplicates), (1, 19));
-    let items = support::scan_all(&table).await;
-    assert_eq!(items, expected, "duplicates changed the items");
-    let task = find(&items, &format!("TASK#{MUSIC_AI_TASK}"), "TASK");
-    assert_eq!(number(task, "callback_count"), 1.0);
-}
-
-/// Runs futures concurrently on this runtime's threads.
-async fn futures_join_all<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
-where
-    F: std::future::Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
-    let mut outputs = Vec::with_capacity(handles.len());
-    for handle in handles {
-        outputs.push(handle.await.expect("task panicked"));
-    }
-    outputs
-}
-
-const MUSIC_AI_CALLBACKS: [&str; 5] = [
-    "http-music-ai-audio-1.json",
-    "http-music-ai-audio-2.json",
-    "http-music-ai-lyrics-1.json",
-    "http-music-ai-lyrics-2.json",
-    "http-music-ai-cover.json",
-];
-
-/// Twelve orders of the five callbacks, with lyrics first, cover first and audio last among them.
-const ORDERS: [[usize; 5]; 12] = [
-    [0, 1, 2, 3, 4],
-    [4, 3, 2, 1, 0],
-    [2, 3, 0, 1, 4],
-    [2, 0, 3, 1, 4],
-    [4, 2, 0, 3, 1],
-    [3, 4, 1, 2, 0],
-    [1, 2, 4, 0, 3],
-    [2, 3, 4, 0, 1],
-    [0, 4, 2, 1, 3],
-    [3, 0, 2, 4, 1],
-    [4, 0, 1, 2, 3],
-    [2, 4, 3, 1, 0],
-];
-
-/// The task's partition and its conversions' links: everything a reader of the task sees.
-async fn task_view(table: &str) -> Vec<Item> {
-    let items = support::scan_all(table).await;
-    items
-        .into_iter()
-        .filter(|i| text(i, "pk") == format!("TASK#{MUSIC_AI_TASK}") || text(i, "sk") == "LINK")
-        .map(|mut i| {
-            // Whether a callback had to wait for its task is history, not state.
-            i.remove("has_parked");
-            i
-        })
-        .collect()
-}
-
-#[tokio::test]
-async fn callbacks_in_any_order_converge_to_identical_items() {
-    let mut reference: Option<Vec<Item>> = None;
-    for order in ORDERS {
-        let table = support::fresh_table().await;
-        let ingest = ingest_for(&table).await;
-        for index in order {
-            post_raw(&ingest, &body_of(MUSIC_AI_CALLBACKS[index])).await;
-        }
-        let view = task_view(&table).await;
-        match &reference {
-            None => reference = Some(view),
-            Some(expected) => assert_eq!(&view, expected, "order {order:?} differs"),
-        }
-    }
-    let items = reference.expect("at least one order");
-    let pk = format!("TASK#{MUSIC_AI_TASK}");
-    assert_eq!(number(find(&items, &pk, "TASK"), "callback_count"), 5.0);
-    assert_eq!(count_with_prefix(&items, "CALLBACK#"), 5);
-    assert_eq!(
-        count_with_prefix(&items, "ASSET#"),
-        5,
-        "2 mp3, 2 wav, 1 cover"
-    );
-    for (conversion, lyrics_event) in [
-        (C1, "http-music-ai-lyrics-1.json"),
-        (C2, "http-music-ai-lyrics-2.json"),
-    ] {
-        let item = find(&items, &pk, &format!("CONVERSION#{conversion}"));
-        let sent: Value = serde_json::from_str(&body_of(lyrics_event)).expect("json");
-        let expected: Value =
-            serde_json::from_str(sent["lyrics_timestamped"].as_str().expect("string"))
-                .expect("lyrics");
-        let stored: Value = serde_dynamo::from_attribute_value(item["lyrics_timestamped"].clone())
-            .expect("lyrics value");
-        assert_eq!(stored, expected, "the lyrics callback wins on {conversion}");
-        assert_eq!(text(item, "status"), "COMPLETED");
-    }
-}
-
-#[tokio::test]
-async fn lyrics_before_their_song_are_parked_then_adopted() {
-    let table = support::fresh_table().await;
-    let ingest = ingest_for(&table).await;
-    let parked = post_raw(&ingest, &body_of("http-music-ai-lyrics-1.json")).await;
-    assert!(matches!(parked, Outcome::Parked { .. }), "{parked:?}");
-    assert!(
-        support::scan_all(&table)
-            .await
-            .iter()
-            .all(|i| !text(i, "pk").starts_with("TASK#"))
-    );
-    post_raw(&ingest, &body_of("http-music-ai-audio-1.json")).await;
-    let items = support::scan_all(&table).await;
-    let conversion = find(
-        &items,
-        &format!("TASK#{MUSIC_AI_TASK}"),
-        &format!("CONVERSION#{C1}"),
-    );
-    assert!(
-        matches!(conversion.get("lyrics_timestamped"), Some(AttributeValue::L(l)) if !l.is_empty())
-    );
-    let again = post_raw(&ingest, &body_of("http-music-ai-lyrics-1.json")).await;
-    assert!(matches!(again, Outcome::Duplicate { .. }), "{again:?}");
-}
-
-#[tokio::test]
-async fn an_older_status_never_overwrites_a_newer_one() {
-    let table = support::fresh_table().await;
-    let ingest = ingest_for(&table).await;
-    let at = |status: &str, updated: &str, msg: &str| {
-        format!(
-            r#"{{"task_id":"t-order","status":"{status}","status_msg":"{msg}","updatedAt":"{updated}"}}"#
-        )
-    };
-    let status_now = |table: String| async move {
-        let items = support::scan_all(&table).await;
-        let task = find(&items, "TASK#t-order", "TASK");
-        (
-            text(task, "status").to_owned(),
-            text(task, "status_message").to_owned(),
-        )
-    };
-    post_raw(&ingest, &at("PROCESSING", "2026-01-01T00:02:00Z", "b")).await;
-    post_raw(&ingest, &at("IN_QUEUE", "2026-01-01T00:01:00Z", "a")).await;
-    assert_eq!(
-        status_now(table.clone()).await,
-        ("PROCESSING".into(), "b".into())
-    );
-    post_raw(&ingest, &at("COMPLETED", "2026-01-01T00:03:00Z", "c")).await;
-    post_raw(&ingest, &at("PROCESSING", "2026-01-01T00:04:00Z", "late")).await;
-    assert_eq!(
-        status_now(table.clone()).await,
-        ("COMPLETED".into(), "c".into())
-    );
 }
 
 #[tokio::test]

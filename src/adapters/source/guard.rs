@@ -12,8 +12,10 @@ use std::time::Duration;
 use reqwest::Url;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-use super::DEFAULT_CONNECT_TIMEOUT;
 use crate::error::{Error, Result};
+
+/// A name that does not resolve in this long is treated as a passing failure.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One `SOURCE_HOSTS` entry. IP literals and `localhost` name a local address explicitly, which
 /// is the only way a non-public address (or plain http, for loopback) is ever allowed.
@@ -65,7 +67,7 @@ impl SourceGuard {
         Ok(SourceGuard {
             allowed,
             lookup: Arc::new(SystemLookup),
-            lookup_timeout: DEFAULT_CONNECT_TIMEOUT,
+            lookup_timeout: LOOKUP_TIMEOUT,
         })
     }
 

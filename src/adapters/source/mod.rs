@@ -18,7 +18,6 @@ use guard::{GuardedResolver, Refused, refused};
 pub use guard::{Lookup, LookupFuture, SourceGuard, SystemLookup, is_public};
 
 use crate::app::ports::{AudioSource, ChunkSource, Download};
-use crate::config::CopyConfig;
 use crate::error::{Error, Result};
 
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -39,12 +38,13 @@ pub struct SourceOptions {
 }
 
 impl SourceOptions {
-    pub fn from_config(copy: &CopyConfig) -> SourceOptions {
+    /// The default timeouts and redirects, with `MAX_ASSET_BYTES`.
+    pub fn with_max_bytes(max_bytes: u64) -> SourceOptions {
         SourceOptions {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             read_timeout: DEFAULT_READ_TIMEOUT,
             max_redirects: DEFAULT_MAX_REDIRECTS,
-            max_bytes: copy.max_asset_bytes,
+            max_bytes,
         }
     }
 }
@@ -112,13 +112,6 @@ impl HttpSource {
             content_type,
             done: false,
         })
-    }
-
-    pub fn from_config(copy: &CopyConfig) -> Result<HttpSource> {
-        HttpSource::new(
-            SourceGuard::new(&copy.source_hosts)?,
-            SourceOptions::from_config(copy),
-        )
     }
 }
 

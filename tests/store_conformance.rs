@@ -1,0 +1,788 @@
+//! One suite, two stores: every scenario here runs against the in-memory table (in-process,
+//! milliseconds) and against the DynamoDB adapter on moto_server (the real SDK), so the fake
+//! cannot drift from the real one. The rules of recording (any order converges, duplicates
+//! change nothing, parked callbacks are adopted, an older status never wins), the copy engine's
+//! leases and its retry policy are all checked here, on both.
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap};
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use musicgpt_webhook::adapters::dynamodb::DynamoTable;
+use musicgpt_webhook::adapters::memory::{
+    ManualClock, MemorySink, MemorySource, MemoryTable, SourceFault,
+};
+use musicgpt_webhook::adapters::musicgpt::MusicGptApi;
+use musicgpt_webhook::app::copy::{CopyEngine, CopyOutcome};
+use musicgpt_webhook::app::ports::{
+    AssetStore, AudioSource, ObjectSink, ObjectSpec, Ports, TaskStore,
+};
+use musicgpt_webhook::app::record::{Outcome, Recorder};
+use musicgpt_webhook::domain::answer::submission_callback;
+use musicgpt_webhook::domain::api::Submitted;
+use musicgpt_webhook::domain::asset::{StoredCopy, Unclaimed};
+use musicgpt_webhook::domain::callback::Callback;
+use musicgpt_webhook::domain::ids::Id;
+use musicgpt_webhook::domain::keys::{AssetKey, KeyPrefix};
+use musicgpt_webhook::domain::retry::RetryPolicy;
+use musicgpt_webhook::domain::status::AssetState;
+use serde_json::{Map, Value, json};
+
+const NOW: u64 = 1_774_596_501;
+const MUSIC_AI_TASK: &str = "4fc2cdba-005d-4d14-a208-5fb02a2809da";
+const C1: &str = "05092d5c-f8b1-4c96-a4a3-45bc00de6268";
+const C2: &str = "52fcd3b6-3925-41ed-b4c6-aee17a29e40b";
+
+/// A task store that is also the asset store, as both adapters are.
+trait Store: TaskStore + AssetStore {}
+impl<S: TaskStore + AssetStore> Store for S {}
+
+/// The copy engine over a store under test, with files and bucket in memory.
+#[derive(Clone)]
+struct On<S>(PhantomData<S>);
+
+impl<S: Store> Ports for On<S> {
+    type Tasks = S;
+    type Assets = S;
+    type Source = MemorySource;
+    type Sink = MemorySink;
+    type Api = MusicGptApi;
+}
+
+/// Each scenario takes a maker of fresh, empty stores.
+macro_rules! on_both_stores {
+    ($($scenario:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    super::$scenario(async || musicgpt_webhook::adapters::memory::MemoryTable::new()).await;
+                }
+            )*
+        }
+        mod dynamodb {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    super::$scenario(super::fresh_dynamo_table).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_stores!(
+    callbacks_in_any_order_converge_to_identical_items,
+    lyrics_before_their_song_are_parked_then_adopted,
+    an_older_status_never_overwrites_a_newer_one,
+    twenty_concurrent_duplicates_write_one_set_of_items,
+    a_lease_is_exclusive_until_settled_or_expired,
+    claims_say_why_they_were_refused,
+    due_work_is_found_by_status_and_next_try,
+    server_errors_are_retried_then_fail_after_max_attempts,
+    a_passing_failure_is_retried_until_stored,
+    backoff_makes_the_asset_wait_by_the_clock,
+    answers_that_cannot_change_fail_at_once,
+    an_earlier_complete_copy_is_taken_not_uploaded_again,
+);
+
+async fn fresh_dynamo_table() -> DynamoTable {
+    DynamoTable::new(support::dynamo().await, support::fresh_table().await)
+}
+
+fn recorder<S: Store>(store: S) -> Recorder<S> {
+    Recorder::new(
+        store,
+        KeyPrefix::parse("music").expect("prefix"),
+        Duration::from_secs(90 * 86_400),
+    )
+}
+
+fn id(text: &str) -> Id {
+    Id::parse(text).expect("valid id")
+}
+
+/// The callback body inside an event of `events/`, as MusicGPT sent it.
+fn body_of(name: &str) -> String {
+    let path = format!("{}/events/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+    let event: Value = serde_json::from_str(&text).expect("event JSON");
+    event["body"].as_str().expect("event has a body").to_owned()
+}
+
+fn callback(body: &str) -> Callback {
+    Callback::parse(body.as_bytes(), Some("application/json")).expect("a valid callback")
+}
+
+async fn record<S: Store>(recorder: &Recorder<S>, body: &str) -> Outcome {
+    recorder
+        .record(&callback(body), NOW)
+        .await
+        .expect("recorded")
+}
+
+type Item = Map<String, Value>;
+
+/// What a reader of a task sees: its partition by sort key, and where its conversions link.
+async fn task_view<S: Store>(store: &S, task: &str) -> (BTreeMap<String, Item>, Vec<Option<Id>>) {
+    let items = store.task_items(&id(task)).await.expect("task items");
+    let by_sk = items
+        .into_iter()
+        .map(|item| (text(&item, "sk").to_owned(), item))
+        .collect();
+    let mut links = Vec::new();
+    for conversion in [C1, C2] {
+        links.push(store.linked_task(&id(conversion)).await.expect("link"));
+    }
+    (by_sk, links)
+}
+
+fn text<'a>(item: &'a Item, name: &str) -> &'a str {
+    item.get(name)
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("{name} is not a string in {item:?}"))
+}
+
+fn number(item: &Item, name: &str) -> f64 {
+    item.get(name)
+        .and_then(Value::as_f64)
+        .unwrap_or_else(|| panic!("{name} is not a number in {item:?}"))
+}
+
+fn count_with_prefix(items: &BTreeMap<String, Item>, sk_prefix: &str) -> usize {
+    items.keys().filter(|sk| sk.starts_with(sk_prefix)).count()
+}
+
+const MUSIC_AI_CALLBACKS: [&str; 5] = [
+    "http-music-ai-audio-1.json",
+    "http-music-ai-audio-2.json",
+    "http-music-ai-lyrics-1.json",
+    "http-music-ai-lyrics-2.json",
+    "http-music-ai-cover.json",
+];
+
+/// Twelve orders of the five callbacks, with lyrics first, cover first and audio last among them.
+const ORDERS: [[usize; 5]; 12] = [
+    [0, 1, 2, 3, 4],
+    [4, 3, 2, 1, 0],
+    [2, 3, 0, 1, 4],
+    [2, 0, 3, 1, 4],
+    [4, 2, 0, 3, 1],
+    [3, 4, 1, 2, 0],
+    [1, 2, 4, 0, 3],
+    [2, 3, 4, 0, 1],
+    [0, 4, 2, 1, 3],
+    [3, 0, 2, 4, 1],
+    [4, 0, 1, 2, 3],
+    [2, 4, 3, 1, 0],
+];
+
+async fn callbacks_in_any_order_converge_to_identical_items<S: Store>(fresh: impl AsyncFn() -> S) {
+    let mut reference = None;
+    for order in ORDERS {
+        let store = fresh().await;
+        let recorder = recorder(store.clone());
+        for index in order {
+            record(&recorder, &body_of(MUSIC_AI_CALLBACKS[index])).await;
+        }
+        let view = task_view(&store, MUSIC_AI_TASK).await;
+        match &reference {
+            None => reference = Some(view),
+            Some(expected) => assert_eq!(&view, expected, "order {order:?} differs"),
+        }
+    }
+    let (items, links) = reference.expect("at least one order");
+    assert_eq!(
+        links,
+        vec![Some(id(MUSIC_AI_TASK)), Some(id(MUSIC_AI_TASK))]
+    );
+    assert_eq!(number(&items["TASK"], "callback_count"), 5.0);
+    assert_eq!(count_with_prefix(&items, "CALLBACK#"), 5);
+    assert_eq!(
+        count_with_prefix(&items, "ASSET#"),
+        5,
+        "2 mp3, 2 wav, 1 cover"
+    );
+    for (conversion, lyrics_event) in [
+        (C1, "http-music-ai-lyrics-1.json"),
+        (C2, "http-music-ai-lyrics-2.json"),
+    ] {
+        let item = &items[&format!("CONVERSION#{conversion}")];
+        let sent: Value = serde_json::from_str(&body_of(lyrics_event)).expect("json");
+        let expected: Value =
+            serde_json::from_str(sent["lyrics_timestamped"].as_str().expect("string"))
+                .expect("lyrics");
+        assert_eq!(
+            item["lyrics_timestamped"], expected,
+            "the lyrics callback wins on {conversion}"
+        );
+        assert_eq!(text(item, "status"), "COMPLETED");
+    }
+}
+
+async fn lyrics_before_their_song_are_parked_then_adopted<S: Store>(fresh: impl AsyncFn() -> S) {
+    let store = fresh().await;
+    let recorder = recorder(store.clone());
+    let parked = record(&recorder, &body_of("http-music-ai-lyrics-1.json")).await;
+    assert!(matches!(parked, Outcome::Parked { .. }), "{parked:?}");
+    assert!(
+        store
+            .task_items(&id(MUSIC_AI_TASK))
+            .await
+            .expect("items")
+            .is_empty(),
+        "nothing is written under a task not known yet"
+    );
+    assert_eq!(store.parked_bodies(&id(C1)).await.expect("parked").len(), 1);
+    record(&recorder, &body_of("http-music-ai-audio-1.json")).await;
+    let (items, links) = task_view(&store, MUSIC_AI_TASK).await;
+    assert_eq!(links[0], Some(id(MUSIC_AI_TASK)));
+    let conversion = &items[&format!("CONVERSION#{C1}")];
+    assert!(
+        matches!(conversion.get("lyrics_timestamped"), Some(Value::Array(l)) if !l.is_empty()),
+        "{conversion:?}"
+    );
+    assert_eq!(
+        count_with_prefix(&items, "CALLBACK#"),
+        2,
+        "the parked one adopted"
+    );
+    let again = record(&recorder, &body_of("http-music-ai-lyrics-1.json")).await;
+    assert!(matches!(again, Outcome::Duplicate { .. }), "{again:?}");
+}
+
+async fn an_older_status_never_overwrites_a_newer_one<S: Store>(fresh: impl AsyncFn() -> S) {
+    let store = fresh().await;
+    let recorder = recorder(store.clone());
+    let at = |status: &str, updated: &str, msg: &str| {
+        format!(
+            r#"{{"task_id":"t-order","status":"{status}","status_msg":"{msg}","updatedAt":"{updated}"}}"#
+        )
+    };
+    let status_now = async || {
+        let items = store.task_items(&id("t-order")).await.expect("items");
+        let task = items
+            .iter()
+            .find(|i| text(i, "sk") == "TASK")
+            .expect("task item");
+        (
+            text(task, "status").to_owned(),
+            text(task, "status_message").to_owned(),
+        )
+    };
+    record(&recorder, &at("PROCESSING", "2026-01-01T00:02:00Z", "b")).await;
+    record(&recorder, &at("IN_QUEUE", "2026-01-01T00:01:00Z", "a")).await;
+    assert_eq!(status_now().await, ("PROCESSING".into(), "b".into()));
+    record(&recorder, &at("COMPLETED", "2026-01-01T00:03:00Z", "c")).await;
+    record(&recorder, &at("PROCESSING", "2026-01-01T00:04:00Z", "late")).await;
+    assert_eq!(status_now().await, ("COMPLETED".into(), "c".into()));
+}
+
+async fn twenty_concurrent_duplicates_write_one_set_of_items<S: Store>(fresh: impl AsyncFn() -> S) {
+    let single = fresh().await;
+    record(
+        &recorder(single.clone()),
+        &body_of("http-music-ai-audio-1.json"),
+    )
+    .await;
+    let expected = task_view(&single, MUSIC_AI_TASK).await;
+
+    let store = fresh().await;
+    let recorder = Arc::new(recorder(store.clone()));
+    let body = Arc::new(body_of("http-music-ai-audio-1.json"));
+    let handles: Vec<_> = (0..20)
+        .map(|_| {
+            let (recorder, body) = (recorder.clone(), body.clone());
+            tokio::spawn(async move { record(&recorder, &body).await })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for handle in handles {
+        outcomes.push(handle.await.expect("delivery task"));
+    }
+    let recorded = outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::Recorded { .. }))
+        .count();
+    let duplicates = outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::Duplicate { .. }))
+        .count();
+    assert_eq!((recorded, duplicates), (1, 19));
+    let view = task_view(&store, MUSIC_AI_TASK).await;
+    assert_eq!(view, expected, "duplicates changed the items");
+    assert_eq!(number(&view.0["TASK"], "callback_count"), 1.0);
+}
+
+/// A recorded task with one mp3 at `url`; returns its asset.
+async fn one_asset<S: Store>(store: &S, task: &str, url: &str) -> AssetKey {
+    let body = json!({"task_id": task, "conversion_id": "c1", "conversion_path": url}).to_string();
+    record(&recorder(store.clone()), &body).await;
+    let assets = store.pending_in_task(&id(task)).await.expect("assets");
+    assert_eq!(assets.len(), 1, "{assets:?}");
+    assets[0].clone()
+}
+
+fn stored_copy() -> StoredCopy<'static> {
+    StoredCopy {
+        bucket: "b",
+        s3_key: "music/t/c1.mp3",
+        size: 3,
+        etag: "\"e\"",
+        sha256: "abc",
+    }
+}
+
+async fn a_lease_is_exclusive_until_settled_or_expired<S: Store>(fresh: impl AsyncFn() -> S) {
+    let store = fresh().await;
+    let asset = one_asset(&store, "t-lease", "https://lalals.s3.amazonaws.com/a.mp3").await;
+    let first = store
+        .claim(&asset, "a", NOW, NOW + 60)
+        .await
+        .expect("claim");
+    let item = first.expect("the first claim wins");
+    assert_eq!(
+        (item.lease_owner.as_deref(), item.lease_until),
+        (Some("a"), Some(NOW + 60))
+    );
+    let second = store
+        .claim(&asset, "b", NOW, NOW + 60)
+        .await
+        .expect("claim");
+    assert_eq!(second, Err(Unclaimed::Leased(NOW + 60)));
+    assert!(
+        !store
+            .mark_stored(&asset, "b", &stored_copy(), NOW)
+            .await
+            .expect("write"),
+        "only the lease holder settles"
+    );
+    // The lease expires: another worker takes over, and the first one's result is refused.
+    let takeover = store
+        .claim(&asset, "b", NOW + 61, NOW + 120)
+        .await
+        .expect("claim");
+    assert!(takeover.is_ok(), "{takeover:?}");
+    assert!(
+        !store
+            .mark_retry(&asset, "a", 1, "late", NOW + 200, NOW + 62)
+            .await
+            .expect("write")
+    );
+    assert!(
+        store
+            .mark_retry(&asset, "b", 1, "503", NOW + 200, NOW + 62)
+            .await
+            .expect("write")
+    );
+    let item = store.get(&asset).await.expect("get").expect("item");
+    assert_eq!(item.state, AssetState::Pending);
+    assert_eq!(
+        (item.attempts, item.next_try_at, item.lease_owner.as_deref()),
+        (1, Some(NOW + 200), None)
+    );
+    assert_eq!(item.last_error.as_deref(), Some("503"));
+    assert_eq!(
+        store
+            .claim(&asset, "c", NOW + 100, NOW + 160)
+            .await
+            .expect("claim"),
+        Err(Unclaimed::NotDue(NOW + 200))
+    );
+    store
+        .claim(&asset, "c", NOW + 200, NOW + 260)
+        .await
+        .expect("claim")
+        .expect("due now");
+    assert!(store.release(&asset, "c").await.expect("release"));
+    assert!(
+        !store.release(&asset, "c").await.expect("release"),
+        "a released lease is gone"
+    );
+    store
+        .claim(&asset, "d", NOW + 200, NOW + 260)
+        .await
+        .expect("claim")
+        .expect("free again");
+    assert!(
+        store
+            .mark_stored(&asset, "d", &stored_copy(), NOW + 201)
+            .await
+            .expect("write")
+    );
+    let item = store.get(&asset).await.expect("get").expect("item");
+    assert_eq!(item.state, AssetState::Stored);
+    assert_eq!(
+        (item.lease_owner, item.next_try_at, item.last_error),
+        (None, None, None)
+    );
+    assert!(
+        store
+            .pending_in_task(&id("t-lease"))
+            .await
+            .expect("pending")
+            .is_empty()
+    );
+}
+
+async fn claims_say_why_they_were_refused<S: Store>(fresh: impl AsyncFn() -> S) {
+    let store = fresh().await;
+    let missing = AssetKey {
+        pk: "TASK#nobody".into(),
+        sk: "ASSET#c1#mp3".into(),
+    };
+    assert_eq!(
+        store
+            .claim(&missing, "a", NOW, NOW + 60)
+            .await
+            .expect("claim"),
+        Err(Unclaimed::Missing)
+    );
+    assert_eq!(store.get(&missing).await.expect("get"), None);
+    let stored = one_asset(&store, "t-stored", "https://lalals.s3.amazonaws.com/s.mp3").await;
+    store
+        .claim(&stored, "a", NOW, NOW + 60)
+        .await
+        .expect("claim")
+        .expect("won");
+    assert!(
+        store
+            .mark_stored(&stored, "a", &stored_copy(), NOW)
+            .await
+            .expect("write")
+    );
+    assert_eq!(
+        store
+            .claim(&stored, "b", NOW, NOW + 60)
+            .await
+            .expect("claim"),
+        Err(Unclaimed::Stored)
+    );
+    let failed = one_asset(&store, "t-failed", "https://lalals.s3.amazonaws.com/f.mp3").await;
+    store
+        .claim(&failed, "a", NOW, NOW + 60)
+        .await
+        .expect("claim")
+        .expect("won");
+    assert!(
+        store
+            .mark_failed(&failed, "a", 3, "404", NOW)
+            .await
+            .expect("write")
+    );
+    assert_eq!(
+        store
+            .claim(&failed, "b", NOW, NOW + 60)
+            .await
+            .expect("claim"),
+        Err(Unclaimed::Failed)
+    );
+    let item = store.get(&failed).await.expect("get").expect("item");
+    assert_eq!(
+        (item.state, item.attempts, item.last_error.as_deref()),
+        (AssetState::Failed, 3, Some("404"))
+    );
+}
+
+async fn due_work_is_found_by_status_and_next_try<S: Store>(fresh: impl AsyncFn() -> S) {
+    let store = fresh().await;
+    let recorder = recorder(store.clone());
+    let submitted = Submitted {
+        success: true,
+        task_id: "t-submitted".into(),
+        conversion_id_1: Some("s1".into()),
+        conversion_id_2: Some("s2".into()),
+        eta: Some(120.0),
+        message: None,
+    };
+    let registration = submission_callback(&submitted, "MUSIC_AI").expect("registration");
+    recorder
+        .record(&registration, NOW)
+        .await
+        .expect("registered");
+    let pending = one_asset(&store, "t-pending", "https://lalals.s3.amazonaws.com/p.mp3").await;
+    let stored = one_asset(&store, "t-done", "https://lalals.s3.amazonaws.com/d.mp3").await;
+    store
+        .claim(&stored, "a", NOW, NOW + 60)
+        .await
+        .expect("claim")
+        .expect("won");
+    assert!(
+        store
+            .mark_stored(&stored, "a", &stored_copy(), NOW)
+            .await
+            .expect("write")
+    );
+    let due = async |cutoff: u64| {
+        let mut tasks: Vec<String> = store
+            .due_tasks(cutoff)
+            .await
+            .expect("due")
+            .iter()
+            .map(|t| t.to_string())
+            .collect();
+        tasks.sort();
+        tasks
+    };
+    assert!(due(NOW - 1).await.is_empty());
+    assert_eq!(due(NOW).await, ["t-pending", "t-submitted"]);
+    store
+        .claim(&pending, "a", NOW, NOW + 60)
+        .await
+        .expect("claim")
+        .expect("won");
+    assert!(
+        store
+            .mark_retry(&pending, "a", 1, "503", NOW + 600, NOW)
+            .await
+            .expect("write")
+    );
+    assert_eq!(due(NOW + 599).await, ["t-submitted"]);
+    assert_eq!(due(NOW + 600).await, ["t-pending", "t-submitted"]);
+    // A status from MusicGPT takes the task off the SUBMITTED list.
+    record(
+        &recorder,
+        r#"{"task_id":"t-submitted","status":"IN_PROGRESS"}"#,
+    )
+    .await;
+    assert_eq!(due(NOW + 600).await, ["t-pending"]);
+    assert_eq!(
+        store
+            .task_conversion_type(&id("t-submitted"))
+            .await
+            .expect("type")
+            .as_deref(),
+        Some("MUSIC_AI")
+    );
+    assert_eq!(
+        store
+            .task_conversion_type(&id("t-nobody"))
+            .await
+            .expect("type"),
+        None
+    );
+    assert_eq!(
+        store.linked_task(&id("s2")).await.expect("link"),
+        Some(id("t-submitted"))
+    );
+}
+
+/// An engine over the store under test, files and bucket in memory, on a clock the test moves.
+struct Rig<S: Store> {
+    store: S,
+    source: MemorySource,
+    sink: MemorySink,
+    clock: Arc<ManualClock>,
+    engine: CopyEngine<On<S>>,
+}
+
+async fn rig<S: Store>(fresh: impl AsyncFn() -> S, policy: RetryPolicy) -> Rig<S> {
+    let store = fresh().await;
+    let (source, sink) = (MemorySource::new(), MemorySink::new("owner-bucket"));
+    let clock = Arc::new(ManualClock::at(NOW));
+    let engine = CopyEngine::<On<S>>::new(store.clone(), source.clone(), sink.clone(), policy)
+        .with_clock(clock.clone());
+    Rig {
+        store,
+        source,
+        sink,
+        clock,
+        engine,
+    }
+}
+
+fn policy(max_attempts: u32, base_delay: Duration) -> RetryPolicy {
+    RetryPolicy {
+        base_delay,
+        max_delay: base_delay * 10,
+        ..RetryPolicy::with_max_attempts(max_attempts)
+    }
+}
+
+const URL: &str = "https://lalals.s3.amazonaws.com/conversions/c1.mp3";
+
+async fn server_errors_are_retried_then_fail_after_max_attempts<S: Store>(
+    fresh: impl AsyncFn() -> S,
+) {
+    let rig = rig(fresh, policy(3, Duration::ZERO)).await;
+    rig.source.fail_next(URL, &[SourceFault::Unavailable; 3]);
+    let asset = one_asset(&rig.store, "t-500", URL).await;
+    for attempt in 1..=2 {
+        let outcome = rig.engine.copy(&asset, None).await.expect("copy");
+        assert!(
+            matches!(outcome, CopyOutcome::RetryAt { attempts, .. } if attempts == attempt),
+            "{outcome:?}"
+        );
+        let item = rig.store.get(&asset).await.expect("get").expect("item");
+        assert_eq!((item.state, item.attempts), (AssetState::Pending, attempt));
+        assert!(item.last_error.unwrap_or_default().contains("503"));
+        assert!(item.lease_owner.is_none());
+    }
+    let outcome = rig.engine.copy(&asset, None).await.expect("copy");
+    assert!(
+        matches!(outcome, CopyOutcome::Failed { attempts: 3, .. }),
+        "{outcome:?}"
+    );
+    let item = rig.store.get(&asset).await.expect("get").expect("item");
+    assert_eq!((item.state, item.attempts), (AssetState::Failed, 3));
+    let again = rig.engine.copy(&asset, None).await.expect("copy");
+    assert_eq!(again, CopyOutcome::AlreadyFailed);
+    assert_eq!(rig.source.opens(), 3);
+    assert_eq!(rig.sink.uploads(), 0);
+}
+
+async fn a_passing_failure_is_retried_until_stored<S: Store>(fresh: impl AsyncFn() -> S) {
+    let rig = rig(fresh, policy(5, Duration::ZERO)).await;
+    rig.source.serve(URL, vec![7u8; 5000]);
+    rig.source.fail_next(URL, &[SourceFault::Unavailable; 2]);
+    let asset = one_asset(&rig.store, "t-flaky", URL).await;
+    for _ in 0..2 {
+        let outcome = rig.engine.copy(&asset, None).await.expect("copy");
+        assert!(
+            matches!(outcome, CopyOutcome::RetryAt { .. }),
+            "{outcome:?}"
+        );
+    }
+    let outcome = rig.engine.copy(&asset, None).await.expect("copy");
+    assert!(
+        matches!(outcome, CopyOutcome::Stored { size: 5000, .. }),
+        "{outcome:?}"
+    );
+    let item = rig.store.get(&asset).await.expect("get").expect("item");
+    assert_eq!((item.state, item.attempts), (AssetState::Stored, 2));
+    let object = rig.sink.object(&item.s3_key).expect("stored object");
+    assert_eq!(object.body.len(), 5000);
+    assert_eq!(object.content_type, "audio/mpeg");
+    assert_eq!(
+        object.metadata.get("source-url").map(String::as_str),
+        Some(URL)
+    );
+    assert_eq!(rig.sink.uploads(), 1);
+}
+
+async fn backoff_makes_the_asset_wait_by_the_clock<S: Store>(fresh: impl AsyncFn() -> S) {
+    let rig = rig(fresh, policy(5, Duration::from_secs(30))).await;
+    rig.source.serve(URL, vec![1u8; 10]);
+    rig.source.fail_next(URL, &[SourceFault::Unavailable; 2]);
+    let asset = one_asset(&rig.store, "t-backoff", URL).await;
+    let outcome = rig.engine.copy(&asset, None).await.expect("copy");
+    assert!(
+        matches!(outcome, CopyOutcome::RetryAt { next_try_at, .. } if next_try_at == NOW + 30),
+        "{outcome:?}"
+    );
+    rig.clock.advance(29);
+    let outcome = rig.engine.copy(&asset, None).await.expect("copy");
+    assert_eq!(
+        outcome,
+        CopyOutcome::NotDue {
+            next_try_at: NOW + 30
+        }
+    );
+    rig.clock.advance(1);
+    let outcome = rig.engine.copy(&asset, None).await.expect("copy");
+    assert!(
+        matches!(outcome, CopyOutcome::RetryAt { next_try_at, attempts: 2, .. } if next_try_at == NOW + 30 + 60),
+        "the wait doubles: {outcome:?}"
+    );
+    rig.clock.advance(60);
+    let outcome = rig.engine.copy(&asset, None).await.expect("copy");
+    assert!(matches!(outcome, CopyOutcome::Stored { .. }), "{outcome:?}");
+    assert_eq!(rig.source.opens(), 3, "no request while the asset waited");
+}
+
+async fn answers_that_cannot_change_fail_at_once<S: Store>(fresh: impl AsyncFn() -> S) {
+    let rig = rig(fresh, policy(5, Duration::ZERO)).await;
+    rig.source.fail_next(URL, &[SourceFault::NotFound]);
+    let asset = one_asset(&rig.store, "t-gone", URL).await;
+    let outcome = rig.engine.copy(&asset, None).await.expect("copy");
+    assert!(
+        matches!(outcome, CopyOutcome::Failed { attempts: 1, .. }),
+        "{outcome:?}"
+    );
+    let item = rig.store.get(&asset).await.expect("get").expect("item");
+    assert_eq!(item.state, AssetState::Failed);
+    assert!(item.last_error.unwrap_or_default().contains("404"));
+}
+
+async fn an_earlier_complete_copy_is_taken_not_uploaded_again<S: Store>(
+    fresh: impl AsyncFn() -> S,
+) {
+    let rig = rig(fresh, policy(5, Duration::ZERO)).await;
+    rig.source.serve(URL, b"abc".to_vec());
+    let asset = one_asset(&rig.store, "t-earlier", URL).await;
+    let item = rig.store.get(&asset).await.expect("get").expect("item");
+    // An earlier attempt uploaded the whole file, then lost its STORED write-back.
+    let mut download = rig.source.open(URL).await.expect("download");
+    let spec = ObjectSpec {
+        key: item.s3_key.clone(),
+        content_type: "audio/mpeg".into(),
+        metadata: HashMap::from([("source-url".to_owned(), URL.to_owned())]),
+    };
+    let earlier = rig
+        .sink
+        .write(&spec, &mut download, None)
+        .await
+        .expect("earlier upload");
+    let outcome = rig.engine.copy(&asset, None).await.expect("copy");
+    assert_eq!(
+        outcome,
+        CopyOutcome::Stored {
+            size: 3,
+            sha256: earlier.sha256.clone()
+        }
+    );
+    assert_eq!(
+        rig.sink.uploads(),
+        1,
+        "the earlier copy is taken, not uploaded again"
+    );
+    assert_eq!(rig.source.opens(), 1, "nothing downloaded twice");
+    let item = rig.store.get(&asset).await.expect("get").expect("item");
+    assert_eq!(item.state, AssetState::Stored);
+}
+
+/// The same callbacks, recorded into both stores, leave the same items: field by field,
+/// numbers and nested values included.
+#[tokio::test]
+async fn both_stores_write_the_same_items() {
+    let memory = MemoryTable::new();
+    let dynamo = fresh_dynamo_table().await;
+    let bodies: Vec<String> = MUSIC_AI_CALLBACKS
+        .iter()
+        .chain(&[
+            "http-docs-sample.json",
+            "http-stems.json",
+            "http-failure.json",
+            "http-unknown-subtype.json",
+            "http-numbers-as-strings.json",
+        ])
+        .map(|name| body_of(name))
+        .collect();
+    let tasks: Vec<Id> = bodies
+        .iter()
+        .filter_map(|body| callback(body).task_id)
+        .collect();
+    // A different time for each callback, so that a field written only if absent shows
+    // which callback wrote it.
+    for (now, body) in (NOW..).zip(&bodies) {
+        let cb = callback(body);
+        let a = recorder(memory.clone())
+            .record(&cb, now)
+            .await
+            .expect("memory");
+        let b = recorder(dynamo.clone())
+            .record(&cb, now)
+            .await
+            .expect("dynamodb");
+        assert_eq!(a, b, "outcomes differ for {body}");
+    }
+    for task in &tasks {
+        let a = memory.task_items(task).await.expect("memory items");
+        let b = dynamo.task_items(task).await.expect("dynamodb items");
+        assert!(!a.is_empty(), "{task}");
+        assert_eq!(a, b, "items of {task} differ");
+    }
+}
