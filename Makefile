@@ -52,7 +52,7 @@ lint:
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 
-# Benchmarks (issue 5, part 3): `make bench` runs them all (each prints its own detailed
+# Benchmarks (figures in docs/benchmarks.md): `make bench` runs them all (each prints its own detailed
 # tables as it goes) and ends with one table of every headline figure, its floor and target.
 BENCH_SUMMARY := $(CURDIR)/target/bench-summary.jsonl
 bench: venv

@@ -67,7 +67,7 @@ pub async fn dynamo() -> aws_sdk_dynamodb::Client {
 }
 
 /// S3 client for the emulator: path-style addressing (no bucket DNS names on loopback) and
-/// checksums only where the API requires them, as DESIGN.md advises for emulators.
+/// checksums only where the API requires them, as emulators need (no bucket DNS names on loopback).
 pub async fn s3() -> aws_sdk_s3::Client {
     s3_for(&sdk_config().await)
 }
@@ -80,7 +80,7 @@ pub fn s3_for(sdk: &SdkConfig) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(config)
 }
 
-/// Creates a table with the project's key schema (DESIGN.md contract) and returns its name.
+/// Creates a table with the project's key schema (the table contract in docs/design.md) and returns its name.
 pub async fn fresh_table() -> String {
     let name = unique_name("table");
     let client = dynamo().await;

@@ -31,14 +31,6 @@ impl DynamoTable {
             table: table.into(),
         }
     }
-
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
-    pub fn table(&self) -> &str {
-        &self.table
-    }
 }
 
 fn key(pk: &str, sk: &str) -> HashMap<String, AttributeValue> {
