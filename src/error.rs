@@ -74,6 +74,11 @@ pub enum Error {
     /// MusicGPT's API refused the request in a way that will not change.
     #[error("musicgpt: {0}")]
     ProviderRejected(String),
+
+    /// A request to MusicGPT fails its checks before anything is sent (a missing field, a
+    /// value out of range, a file that cannot be read); the text names the field.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
 }
 
 impl Error {

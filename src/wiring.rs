@@ -13,7 +13,8 @@ use crate::app::copy::CopyEngine;
 use crate::app::reconcile::Reconciler;
 use crate::app::record::Recorder;
 use crate::app::verify::Verifier;
-use crate::config::{self, Config, ProcessEnv};
+use crate::config::{self, Config, ProcessEnv, Vars};
+use crate::domain::conversion::RateLimit;
 use crate::domain::retry::RetryPolicy;
 use crate::error::{Error, Result};
 use crate::lambda::http::Ingest;
@@ -51,12 +52,13 @@ impl App {
         ))
     }
 
-    /// MusicGPT's API, when `MUSICGPT_API_KEY` is set.
+    /// MusicGPT's API, when `MUSICGPT_API_KEY` is set; its lookups keep to the plan's rate.
     pub fn api(&self) -> Result<Option<MusicGptApi>> {
+        let rate = musicgpt_rate_limit()?;
         self.config
             .musicgpt
             .as_ref()
-            .map(|m| MusicGptApi::new(&m.api_url, &m.api_key))
+            .map(|m| Ok(MusicGptApi::new(&m.api_url, &m.api_key)?.with_rate_limit(rate)))
             .transpose()
     }
 
@@ -98,4 +100,22 @@ impl App {
         .with_copier(self.copy_engine()?);
         Ok(Schedule::new(reconciler))
     }
+}
+
+/// How fast MusicGPT lookups may go: `MUSICGPT_RATE_PER_MINUTE`, else the byId limit of
+/// `MUSICGPT_PLAN` (free|plus|pro), else 200 a minute; the plan also names the limits a 429
+/// reports.
+pub fn musicgpt_rate_limit() -> Result<RateLimit> {
+    RateLimit::from_settings(
+        ProcessEnv.var("MUSICGPT_PLAN").as_deref(),
+        ProcessEnv.var("MUSICGPT_RATE_PER_MINUTE").as_deref(),
+    )
+    .map_err(Error::Config)
+}
+
+/// MusicGPT's API alone, without the table: the command line's lookups.
+pub fn musicgpt_api() -> Result<MusicGptApi> {
+    let config = config::musicgpt(&ProcessEnv)?
+        .ok_or_else(|| Error::Config("MUSICGPT_API_KEY is required".into()))?;
+    Ok(MusicGptApi::new(&config.api_url, &config.api_key)?.with_rate_limit(musicgpt_rate_limit()?))
 }

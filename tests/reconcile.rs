@@ -108,7 +108,7 @@ async fn submitting_sends_the_webhook_url_and_registers_the_task() {
     let registration = submit_music_ai(&api(&fake), &recorder, &request(), NOW)
         .await
         .expect("submitted");
-    assert_eq!(registration.submitted.task_id, TASK);
+    assert_eq!(registration.submitted.task_id.as_deref(), Some(TASK));
     let sent = fake.submissions();
     assert_eq!(sent.len(), 1);
     assert_eq!(

@@ -490,15 +490,13 @@ async fn claims_say_why_they_were_refused<S: Store>(fresh: impl AsyncFn() -> S) 
 async fn due_work_is_found_by_status_and_next_try<S: Store>(fresh: impl AsyncFn() -> S) {
     let store = fresh().await;
     let recorder = recorder(store.clone());
-    let submitted = Submitted {
-        success: true,
-        task_id: "t-submitted".into(),
-        conversion_id_1: Some("s1".into()),
-        conversion_id_2: Some("s2".into()),
-        eta: Some(120.0),
-        message: None,
-    };
-    let registration = submission_callback(&submitted, "MUSIC_AI").expect("registration");
+    let submitted = Submitted::from_answer(json!({
+        "success": true, "task_id": "t-submitted", "conversion_id_1": "s1",
+        "conversion_id_2": "s2", "eta": 120
+    }))
+    .expect("a preliminary answer");
+    let registration =
+        submission_callback(&submitted, "MUSIC_AI", &[id("s1"), id("s2")]).expect("registration");
     recorder
         .record(&registration, NOW)
         .await

@@ -9,11 +9,13 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
-use crate::domain::api::{Lookup, MusicAiRequest, Submitted};
+use crate::domain::api::{Lookup, Submitted};
 use crate::domain::asset::{AssetItem, StoredCopy, Unclaimed};
+use crate::domain::by_user::{ByUserPage, ByUserQuery, PageKey};
 use crate::domain::ids::Id;
 use crate::domain::keys::AssetKey;
 use crate::domain::plan::{ItemWrite, Plan};
+use crate::domain::requests::SubmitRequest;
 use crate::error::Result;
 
 /// How a store applied a plan.
@@ -184,10 +186,18 @@ pub trait MusicGpt: Clone + Send + Sync + 'static {
         task: &Id,
     ) -> impl Future<Output = Result<Lookup>> + Send;
 
-    fn submit_music_ai(
+    /// Submits any conversion (`domain::requests`) to its endpoint, as JSON, a form, or
+    /// multipart with its local files; the request's checks run first, so nothing invalid is
+    /// sent. A 4xx is `ProviderRejected` with MusicGPT's message; a 429 is `Provider`
+    /// (retryable), naming the limit it hit.
+    fn submit(&self, request: &SubmitRequest) -> impl Future<Output = Result<Submitted>> + Send;
+
+    /// One page of `GET /v1/byUser`; `page` is the previous page's `LastEvaluatedKey`.
+    fn by_user(
         &self,
-        request: &MusicAiRequest,
-    ) -> impl Future<Output = Result<Submitted>> + Send;
+        query: &ByUserQuery,
+        page: Option<&PageKey>,
+    ) -> impl Future<Output = Result<ByUserPage>> + Send;
 }
 
 /// Wall-clock time in epoch seconds, replaceable so tests can move it.

@@ -1,16 +1,37 @@
-//! `musicgpt-webhook submit music-ai ...`: submit a conversion and register its task.
+//! `musicgpt-webhook submit <type> ...`, `by-id`, `by-user`, `completions`: submit a conversion
+//! and register its task, look tasks up. Parsing and checks are in `cli`, the use cases in
+//! `app`, the wiring in `wiring`.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use musicgpt_webhook::Error;
-use musicgpt_webhook::app::ports::{Clock, SystemClock};
+use musicgpt_webhook::app::by_user::{ListOptions, list_by_user};
+use musicgpt_webhook::app::ports::{Clock, MusicGpt, SystemClock};
 use musicgpt_webhook::app::submit;
 use musicgpt_webhook::cli::{self, Command};
-use musicgpt_webhook::wiring::App;
+use musicgpt_webhook::domain::api::Lookup;
+use musicgpt_webhook::domain::by_user::{ByUserQuery, TimeWindow};
+use musicgpt_webhook::domain::requests::SubmitRequest;
+use musicgpt_webhook::wiring::{self, App};
+use serde_json::{Value, json};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run().await {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = match cli::parse(&args, std::env::var("WEBHOOK_URL").ok()) {
+        Ok(command) => command,
+        // A usage mistake: the text says what and how.
+        Err(Error::Config(text) | Error::InvalidRequest(text)) => {
+            eprintln!("error: {text}");
+            return ExitCode::from(2);
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err}");
@@ -19,27 +40,107 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run() -> Result<(), Error> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let Command::SubmitMusicAi(request) = cli::parse(&args, std::env::var("WEBHOOK_URL").ok())?
-    else {
-        println!("{}", cli::USAGE);
-        return Ok(());
-    };
-    let app = App::from_env().await?;
-    let api = app.require_api("submit")?;
-    let registration =
-        submit::submit_music_ai(&api, &app.recorder(), &request, SystemClock.now_secs()).await?;
-    let s = &registration.submitted;
-    println!(
-        "{}",
-        serde_json::json!({
-            "task_id": s.task_id,
-            "conversion_id_1": s.conversion_id_1,
-            "conversion_id_2": s.conversion_id_2,
-            "eta_seconds": s.eta,
-            "registered": registration.outcome.label(),
-        })
-    );
+async fn run(command: Command) -> Result<(), Error> {
+    match command {
+        Command::Help(text) => println!("{}", text.trim_end()),
+        Command::Completions(shell) => {
+            // A closed pipe (`| head`) is not worth an error.
+            let _ = std::io::stdout().write_all(&cli::completions(shell));
+        }
+        Command::Submit {
+            request,
+            dry_run: true,
+        } => println!("{}", dry_run(&request)?),
+        Command::Submit { request, .. } => {
+            let app = App::from_env().await?;
+            let api = app.require_api("submit")?;
+            let r = submit::submit(&api, &app.recorder(), &request, SystemClock.now_secs()).await?;
+            let s = &r.submitted;
+            let mut out = json!({
+                "endpoint": r.endpoint.path,
+                "conversion_type": r.conversion_type,
+                "task_id": s.task_id,
+                "conversion_ids": r.conversions,
+                "eta_seconds": s.eta,
+                "credit_estimate": s.credit_estimate,
+                "registered": r.registered.label(),
+            });
+            for (key, value) in [
+                ("conversion_id_1", &s.conversion_id_1),
+                ("conversion_id_2", &s.conversion_id_2),
+                ("message", &s.message),
+            ] {
+                if let Some(value) = value {
+                    out[key] = json!(value);
+                }
+            }
+            println!("{out}");
+        }
+        Command::ById {
+            conversion_type,
+            task_id,
+        } => {
+            let api = wiring::musicgpt_api()?;
+            let out = match api.by_task(conversion_type.as_str(), &task_id).await? {
+                Lookup::Found(conversion) => json!({ "found": true, "conversion": conversion }),
+                Lookup::NotFound => json!({ "found": false }),
+            };
+            println!("{out}");
+        }
+        Command::ByUser {
+            conversion_type,
+            start,
+            end,
+            sort_order,
+            limit,
+            max_pages,
+        } => {
+            let api = wiring::musicgpt_api()?;
+            let window = TimeWindow {
+                start,
+                end: end.unwrap_or_else(|| SystemClock.now_secs()),
+            };
+            let query = ByUserQuery {
+                conversion_type,
+                window,
+                sort_order,
+                limit,
+            };
+            let options = ListOptions {
+                max_pages,
+                ..ListOptions::default()
+            };
+            let listing = list_by_user(&api, &query, None, &options).await?;
+            println!(
+                "{}",
+                json!({
+                    "conversions": listing.conversions,
+                    "pages": listing.pages,
+                    "complete": listing.complete,
+                    "busy_answers": listing.busy,
+                    "resume_key": listing.resume.as_ref().map(|k| k.as_str()),
+                    "stopped": listing.stopped,
+                })
+            );
+        }
+    }
     Ok(())
+}
+
+/// The checked request as it would be sent, the webhook token blanked out.
+fn dry_run(request: &SubmitRequest) -> Result<Value, Error> {
+    let wire = request.wire()?;
+    let mut fields = wire.json();
+    if let Some(Value::String(url)) = fields.get_mut("webhook_url")
+        && let Some((base, _token)) = url.rsplit_once('/')
+    {
+        *url = format!("{base}/<token>");
+    }
+    Ok(json!({
+        "endpoint": wire.endpoint.path,
+        "encoding": wire.encoding().as_str(),
+        "conversion_type": wire.endpoint.conversion_type,
+        "fields": fields,
+        "files": wire.files.iter().map(|f| json!({ "field": f.field, "path": f.path.display().to_string() })).collect::<Vec<_>>(),
+    }))
 }

@@ -72,24 +72,51 @@ pub fn callbacks_from_answer(task: &Id, conversion: &Value) -> Vec<Result<Callba
 }
 
 /// The preliminary response, recorded through the same path as a callback: a SUBMITTED status
-/// that any status MusicGPT reports later outranks, and links for the expected conversions.
-pub fn submission_callback(submitted: &Submitted, conversion_type: &str) -> Result<Callback> {
-    let task = Id::parse(&submitted.task_id).ok_or_else(|| {
-        Error::ProviderRejected("MusicGPT answered a task id outside the id rule".into())
-    })?;
-    let fields = json!({
-        "subtype": "submission",
-        "task_id": task,
-        "conversion_id_1": submitted.conversion_id_1,
-        "conversion_id_2": submitted.conversion_id_2,
-        "status": TaskStatus::Submitted,
-        "conversion_type": conversion_type,
-        "eta": submitted.eta,
-    });
-    match fields {
-        serde_json::Value::Object(map) => Callback::from_fields(map),
-        _ => Err(Error::BadCallback("submission is not an object".into())),
+/// that any status MusicGPT reports later outranks, the conversion type as the docs spell it,
+/// and the expected conversions (`conversion_id_1`, `conversion_id_2`: the task item's
+/// `conversion_ids`, and links so callbacks naming only a conversion find the task). An answer
+/// with no task id but a conversion (the cutter's) names that conversion alone, so the record
+/// waits on it (parked) until a callback names its task. The whole answer is kept in `answer`.
+pub fn submission_callback(
+    submitted: &Submitted,
+    conversion_type: &str,
+    conversions: &[Id],
+) -> Result<Callback> {
+    let task = submitted.task().map_err(Error::ProviderRejected)?;
+    let mut fields = Map::new();
+    fields.insert("subtype".into(), json!("submission"));
+    fields.insert("status".into(), json!(TaskStatus::Submitted));
+    fields.insert("conversion_type".into(), json!(conversion_type));
+    match (&task, conversions) {
+        (Some(task), _) => {
+            fields.insert("task_id".into(), json!(task));
+            for (field, id) in ["conversion_id_1", "conversion_id_2"]
+                .iter()
+                .zip(conversions)
+            {
+                fields.insert((*field).into(), json!(id));
+            }
+        }
+        (None, [first, ..]) => {
+            fields.insert("conversion_id".into(), json!(first));
+        }
+        (None, []) => {
+            return Err(Error::ProviderRejected(
+                "the answer names neither a task nor a conversion: nothing to register".into(),
+            ));
+        }
     }
+    fields.insert("expected_conversions".into(), json!(conversions));
+    for (key, value) in [
+        ("eta", submitted.eta),
+        ("credit_estimate", submitted.credit_estimate),
+    ] {
+        if let Some(value) = value {
+            fields.insert(key.into(), json!(value));
+        }
+    }
+    fields.insert("answer".into(), submitted.answer.clone());
+    Callback::from_fields(fields)
 }
 
 #[cfg(test)]
@@ -125,6 +152,33 @@ mod tests {
         );
         assert_eq!(callbacks[1].duration_seconds, Some(232.99));
         assert!(callbacks[2].sources[0].url.ends_with(".png"));
+    }
+
+    #[test]
+    fn a_submission_registers_its_task_or_waits_on_its_conversion() {
+        let ids = |v: &[&str]| v.iter().filter_map(|s| Id::parse(s)).collect::<Vec<_>>();
+        let music = Submitted::from_answer(json!({"task_id": "t1", "conversion_id_1": "c1",
+            "conversion_id_2": "c2", "eta": 120}))
+        .expect("answer");
+        let cb = submission_callback(&music, "MUSIC_AI", &ids(&["c1", "c2"])).expect("callback");
+        assert_eq!(cb.task_id.as_ref().map(Id::as_str), Some("t1"));
+        assert_eq!(cb.related_conversion_ids, ids(&["c1", "c2"]));
+        assert_eq!(cb.status, Some(TaskStatus::Submitted));
+        assert_eq!(cb.conversion_type.as_deref(), Some("MUSIC_AI"));
+
+        let cover = Submitted::from_answer(json!({"task_id": "t2", "conversion_id": "c3"}))
+            .expect("answer");
+        let cb = submission_callback(&cover, "COVER", &ids(&["c3"])).expect("callback");
+        assert_eq!(cb.related_conversion_ids, ids(&["c3"]));
+        assert!(cb.conversion_id.is_none());
+
+        let cutter = Submitted::from_answer(json!({"conversion_id": "c4"})).expect("answer");
+        let cb = submission_callback(&cutter, "AUDIO_CUTTER", &ids(&["c4"])).expect("callback");
+        assert!(cb.task_id.is_none());
+        assert_eq!(cb.conversion_id.as_ref().map(Id::as_str), Some("c4"));
+
+        let empty = Submitted::from_answer(json!({"message": "ok"})).expect("answer");
+        assert!(submission_callback(&empty, "AUDIO_CUTTER", &[]).is_err());
     }
 
     #[test]

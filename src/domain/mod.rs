@@ -4,11 +4,14 @@
 pub mod answer;
 pub mod api;
 pub mod asset;
+pub mod by_user;
 pub mod callback;
+pub mod conversion;
 pub mod ids;
 pub mod keys;
 pub mod media;
 pub mod plan;
+pub mod requests;
 pub mod retry;
 pub mod status;
 pub mod token;
