@@ -925,3 +925,131 @@ async fn an_answer_without_any_id_is_reported_not_registered() {
     assert_eq!(registration.submitted.message.as_deref(), Some("queued"));
     assert!(support::scan_all(&table).await.is_empty());
 }
+
+/// The command line end to end: the binary against the fake MusicGPT and moto.
+async fn run_cli(fake: &FakeMusicGpt, table: &str, args: &[&str]) -> (i32, String, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_musicgpt-webhook"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("MUSICGPT_API_KEY", API_KEY)
+        .env("MUSICGPT_API_URL", &fake.url)
+        .env("MUSICGPT_PLAN", "free")
+        .env("TABLE_NAME", table)
+        .env("WEBHOOK_URL", HOOK)
+        .env("AWS_ENDPOINT_URL", support::endpoint())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .await
+        .expect("run musicgpt-webhook");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_command_line_submits_registers_and_explains() {
+    let fake = FakeMusicGpt::start().await;
+    let table = support::fresh_table().await;
+    let file = local_file("take.wav", b"RIFF a take to clean");
+    let path = file.to_string_lossy().into_owned();
+
+    let (code, out, err) = run_cli(
+        &fake,
+        &table,
+        &[
+            "submit",
+            "voice-changer",
+            "--audio-file",
+            &path,
+            "--voice-id",
+            "Adele",
+            "--pitch",
+            "-2",
+            "--remove-background",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let answer: Value = serde_json::from_str(out.trim()).expect("JSON out");
+    assert_eq!(answer["conversion_type"], "VOICE_CONVERSION");
+    assert_eq!(answer["registered"], "recorded");
+    let task = answer["task_id"].as_str().expect("task id").to_owned();
+    let received = fake.received().pop().expect("received");
+    assert_eq!(received.uploads[0].bytes, b"RIFF a take to clean");
+    assert_eq!(field(&received, "pitch").as_deref(), Some("-2"));
+    let items = support::scan_all(&table).await;
+    let item = find(&items, &format!("TASK#{task}"), "TASK").expect("registered");
+    assert_eq!(s(item, "status"), "SUBMITTED");
+
+    // Looked up with a client's spelling; the docs' one is sent.
+    let (code, out, err) = run_cli(
+        &fake,
+        &table,
+        &[
+            "by-id",
+            "--conversion-type",
+            "VOICE_CHANGER",
+            "--task-id",
+            &task,
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(r#""found":true"#), "{out}");
+
+    // A usage mistake exits 2 and names the field; nothing is sent.
+    let before = fake.requests().len();
+    let (code, _, err) = run_cli(
+        &fake,
+        &table,
+        &[
+            "submit",
+            "cover",
+            "--audio-url",
+            SONG,
+            "--voice-id",
+            "v",
+            "--pitch",
+            "20",
+        ],
+    )
+    .await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--pitch"), "{err}");
+    let (code, out, _) = run_cli(
+        &fake,
+        &table,
+        &["submit", "denoise", "--audio-url", SONG, "--dry-run"],
+    )
+    .await;
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("webhook/<token>") && !out.contains("test-token-0123456789abcdef"),
+        "{out}"
+    );
+    assert_eq!(fake.requests().len(), before);
+
+    // A 429 says which limit and what the Free plan allows.
+    fake.fail_next(&[429]);
+    let (code, _, err) = run_cli(&fake, &table, &["submit", "music-ai", "--prompt", "x"]).await;
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("over the audio generation limit: the Free plan allows 1 task at once"),
+        "{err}"
+    );
+    assert!(!err.contains(API_KEY));
+
+    let (code, out, _) = run_cli(&fake, &table, &["completions", "zsh"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("#compdef musicgpt-webhook"),
+        "{}",
+        &out[..out.len().min(200)]
+    );
+}

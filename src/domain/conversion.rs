@@ -465,12 +465,15 @@ impl RateLimit {
     /// the plan is not known).
     pub fn explain_429(&self, category: LimitCategory) -> String {
         let allowance = match self.plan {
-            Some(plan) => format!(
-                "the {} plan allows {} {}",
-                plan.name(),
-                plan.limits().limit(category),
-                category.unit()
-            ),
+            Some(plan) => {
+                let n = plan.limits().limit(category);
+                let unit = match (category, n) {
+                    (LimitCategory::Lookups, _) => "calls a minute",
+                    (_, 1) => "task at once",
+                    _ => "tasks at once",
+                };
+                format!("the {} plan allows {n} {unit}", plan.name())
+            }
             None => {
                 let each: Vec<String> = PLAN_LIMITS
                     .iter()
