@@ -452,11 +452,11 @@ async fn measure_copy(len: u64, tag: &str) -> Value {
         .expect("source"),
         S3Sink::new(support::s3_for(&sdk), env(ENV_BUCKET)),
         RetryPolicy {
-            max_attempts: 1,
             base_delay: Duration::ZERO,
             max_delay: Duration::ZERO,
             lease: Duration::from_secs(3600),
             lease_grace: Duration::from_secs(60),
+            ..RetryPolicy::with_max_attempts(1)
         },
     );
     let recorder = Recorder::<DynamoTable>::new(

@@ -3,8 +3,9 @@
 Starts the local stack (local_stack.py), POSTs every callback of the Music AI task in events/
 (2 audio, 2 lyrics, 1 cover; URLs pointed at the local stand-in for MusicGPT's buckets) plus one
 duplicate, waits until no asset is PENDING, prints the task's items and the bucket's objects
-with sizes and SHA-256, and exits non-zero if anything is missing or differs. Stops everything
-it started, however it ends.
+with sizes and SHA-256, and exits non-zero if anything is missing or differs. The cover's first
+download answers 503, so the cover is stored only once the sweep (the reconciler on its local
+schedule) has tried it again. Stops everything it started, however it ends.
 
 Usage: python scripts/demo.py [--mode inline|stream] [--release] [--key-prefix PREFIX]
        [--expect stored|recorded] [--timeout SECONDS]
@@ -70,6 +71,8 @@ def demo(stack: Stack, args) -> int:
     started = time.monotonic()
     stack.start()
     problems = []
+    cover_path = f"/img-gen-pipeline/{TASK}.png"
+    local_stack.QuietHandler.fail_first.add(cover_path)
 
     print(f"\n== POST {stack.webhook_url.replace(local_stack.TOKEN, '<token>')}")
     for name in (*CALLBACKS, CALLBACKS[2]):  # the last one again: a duplicate delivery
@@ -124,6 +127,13 @@ def demo(stack: Stack, args) -> int:
         if stack.open_multipart_uploads():
             problems.append("multipart uploads left open")
 
+    cover = next((a for a in assets if a["sk"].endswith("#cover")), {})
+    if args.expect == "stored":
+        healed = cover.get("state") == "STORED" and int(cover.get("attempts", 0)) >= 1
+        print(f"\n== the cover's first download answered 503: {cover.get('state')} after "
+              f"{cover.get('attempts', 0)} failed attempt(s), {stack.sweeps} sweep(s) run")
+        if not healed:
+            problems.append("the cover's failed copy was not healed by a later try")
     fetched = local_stack.QuietHandler.requests
     print(f"\n== source requests: {sum(fetched.values())} "
           f"({', '.join(f'{p} x{n}' for p, n in sorted(fetched.items())) or 'none'})")

@@ -39,6 +39,8 @@ SONGS = ("05092d5c-f8b1-4c96-a4a3-45bc00de6268", "52fcd3b6-3925-41ed-b4c6-aee17a
 # The Music AI task of events/, in an order that is not the natural one.
 CALLBACKS = ("music-ai-cover", "music-ai-lyrics-1", "music-ai-audio-1", "music-ai-audio-2",
              "music-ai-lyrics-2")
+# How often the local stand-in for the reconciler's schedule sweeps.
+SWEEP_EVERY = 5.0
 MUSICGPT_HOSTS = ("https://lalals.s3.amazonaws.com/", "https://musicgpt.s3.amazonaws.com/")
 
 
@@ -87,12 +89,26 @@ def sha256_of(data: bytes) -> str:
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    """Serves the media directory, counting requests per path."""
+    """Serves the media directory, counting requests per path. A path in `fail_first` answers
+    503 to its first request, as a storage endpoint in trouble would, so that a local run shows
+    a failed copy healing by itself."""
 
     requests: dict = {}
+    fail_first: set = set()
+
+    def do_GET(self):  # noqa: N802 - the base class's name
+        if self.path in QuietHandler.fail_first:
+            QuietHandler.fail_first.discard(self.path)
+            QuietHandler.requests[self.path] = QuietHandler.requests.get(self.path, 0) + 1
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        super().do_GET()
 
     def log_message(self, format, *args):  # noqa: A002 - the base class's name
-        QuietHandler.requests[self.path] = QuietHandler.requests.get(self.path, 0) + 1
+        if not format.startswith('"%s" %s') or args[1] != "503":
+            QuietHandler.requests[self.path] = QuietHandler.requests.get(self.path, 0) + 1
 
 
 class Stack:
@@ -111,6 +127,8 @@ class Stack:
         self.media: dict[str, bytes] = {}
         self.audio_server = None
         self.pump = None
+        self.sweeper = None
+        self.sweeps = 0
         self.logs = self.state / "logs"
 
     # ------------------------------------------------------------------ start
@@ -125,6 +143,7 @@ class Stack:
         self._start_functions()
         if self.mode == "stream":
             self._start_pump()
+        self._start_sweeper()
         (self.state / "stack.json").write_text(json.dumps({
             "endpoint": self.endpoint, "table": TABLE, "bucket": BUCKET,
             "webhook_url": self.webhook_url, "key_prefix": self.key_prefix,
@@ -175,7 +194,7 @@ class Stack:
                 "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": projected},
             } for name, hash_key, range_key, projected in (
                 ("tasks_by_status", "status", "created_at", ["task_id", "item_type"]),
-                ("assets_by_state", "state", "next_try_at", ["task_id"]))],
+                ("assets_by_state", "state", "next_try_at", ["task_id", "created_at", "deadline_at"]))],
             StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
         )
         self.stream_arn = table["TableDescription"]["LatestStreamArn"]
@@ -217,7 +236,8 @@ class Stack:
 
     def _start_functions(self) -> None:
         profile = ["--release"] if self.release else []
-        bins = ["--bin", "webhook"] + (["--bin", "copier"] if self.mode == "stream" else [])
+        bins = ["--bin", "webhook", "--bin", "reconciler"] + (
+            ["--bin", "copier"] if self.mode == "stream" else [])
         log(f"building {' and '.join(bins[1::2])} ({'release' if self.release else 'debug'})")
         started = time.monotonic()
         build = subprocess.run(["cargo", "build", "--locked", *profile, *bins], cwd=ROOT,
@@ -236,6 +256,8 @@ class Stack:
             "AWS_ENDPOINT_URL": self.endpoint, "AWS_REGION": REGION,
             "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_EC2_METADATA_DISABLED": "true", "RUST_LOG": "info",
+            # Short waits, so that a failed copy heals within a local run.
+            "RETRY_BASE_DELAY": "2s", "RETRY_MAX_DELAY": "30s",
         }
 
         env_file = self.state / "lambda.env"
@@ -257,6 +279,27 @@ class Stack:
                                log)
         self.pump.start()
         log("stream pump: table stream -> FilterCriteria of template.yaml -> copier")
+
+    def _start_sweeper(self) -> None:
+        """A stand-in for the reconciler's EventBridge schedule: an invocation every few
+        seconds, which sweeps every asset whose next try has come."""
+        invoke = f"http://127.0.0.1:{self.lambda_port}/2015-03-31/functions/reconciler/invocations"
+        stop = threading.Event()
+
+        def tick() -> None:
+            while not stop.wait(SWEEP_EVERY):
+                try:
+                    request = urllib.request.Request(invoke, data=b"{}", method="POST")
+                    with urllib.request.urlopen(request, timeout=300) as answer:
+                        answer.read()
+                    self.sweeps += 1
+                except OSError as exc:
+                    log(f"sweep invocation failed: {exc}")
+
+        thread = threading.Thread(target=tick, daemon=True)
+        thread.start()
+        self.sweeper = stop
+        log(f"sweep: the reconciler every {SWEEP_EVERY:.0f} s (the deployed schedule's stand-in)")
 
     # ------------------------------------------------------------------ use
     def post(self, name: str) -> tuple[int, str]:
@@ -318,6 +361,8 @@ class Stack:
 
     # ------------------------------------------------------------------ stop
     def stop(self) -> None:
+        if self.sweeper is not None:
+            self.sweeper.set()
         if self.pump is not None:
             self.pump.stop()
         for process in reversed(self.processes):

@@ -4,9 +4,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::app::reconcile::ReconcileSettings;
+use crate::app::sweep::SweepSettings;
 use crate::domain::api::DEFAULT_API_URL;
 use crate::domain::keys::KeyPrefix;
-use crate::domain::retry::DEFAULT_MAX_ATTEMPTS;
+use crate::domain::retry::{self, FileRetention, RetryPolicy};
 use crate::domain::token::WebhookTokens;
 use crate::error::{Error, Result};
 
@@ -23,7 +24,8 @@ pub struct CopyConfig {
     pub bucket_name: String,
     pub source_hosts: Vec<String>,
     pub max_asset_bytes: u64,
-    pub max_attempts: u32,
+    /// Backoff, the deadline rule and an optional cap on attempts.
+    pub retry: RetryPolicy,
 }
 
 #[derive(Debug, Clone)]
@@ -102,7 +104,7 @@ impl Config {
                 bucket_name: optional(vars, "BUCKET_NAME").unwrap_or_default(),
                 source_hosts,
                 max_asset_bytes: number(vars, "MAX_ASSET_BYTES", DEFAULT_MAX_ASSET_BYTES)?,
-                max_attempts: number(vars, "MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS)?.max(1),
+                retry: retry_policy(vars)?,
             },
             musicgpt: musicgpt(vars)?,
         })
@@ -115,6 +117,42 @@ impl Config {
         }
         Ok(&self.copy.bucket_name)
     }
+}
+
+/// Retries until the file's deadline: `RETRY_BASE_DELAY` (10s), `RETRY_MAX_DELAY` (1h),
+/// `SOURCE_NOT_FOUND_GRACE` (1h), `WAV_RETENTION` (7d), `FILE_RETENTION` (90d), `EXPIRY_MARGIN`
+/// (12h), and `MAX_ATTEMPTS` (unset: no cap).
+fn retry_policy(vars: &impl Vars) -> Result<RetryPolicy> {
+    let defaults = RetryPolicy::default();
+    let files = FileRetention::default();
+    let max_attempts = match optional(vars, "MAX_ATTEMPTS") {
+        None => None,
+        Some(v) => Some(
+            v.parse::<u32>()
+                .map_err(|_| invalid("MAX_ATTEMPTS", "must be a whole number"))?
+                .max(1),
+        ),
+    };
+    let policy = RetryPolicy {
+        max_attempts,
+        base_delay: duration(vars, "RETRY_BASE_DELAY", defaults.base_delay)?,
+        max_delay: duration(vars, "RETRY_MAX_DELAY", defaults.max_delay)?,
+        not_found_grace: duration(vars, "SOURCE_NOT_FOUND_GRACE", defaults.not_found_grace)?,
+        retention: FileRetention {
+            wav: duration(vars, "WAV_RETENTION", files.wav)?,
+            other: duration(vars, "FILE_RETENTION", files.other)?,
+            margin: duration(vars, "EXPIRY_MARGIN", files.margin)?,
+        },
+        lease: retry::DEFAULT_LEASE,
+        lease_grace: retry::DEFAULT_LEASE_GRACE,
+    };
+    if policy.retention.margin >= policy.retention.wav {
+        return Err(invalid(
+            "EXPIRY_MARGIN",
+            "must be shorter than WAV_RETENTION, or WAV files would never be tried",
+        ));
+    }
+    Ok(policy)
 }
 
 /// `WEBHOOK_TOKENS`, read separately because only the webhook needs it.
@@ -165,6 +203,17 @@ pub fn reconcile_settings(vars: &impl Vars) -> Result<ReconcileSettings> {
     })
 }
 
+/// The sweep's settings: `SWEEP_BATCH` (200 copies a run), `SWEEP_CONCURRENCY` (4),
+/// `EXPIRY_WARNING` (24h: assets nearer their deadline count as at risk).
+pub fn sweep_settings(vars: &impl Vars) -> Result<SweepSettings> {
+    let defaults = SweepSettings::default();
+    Ok(SweepSettings {
+        batch: number(vars, "SWEEP_BATCH", defaults.batch)?.max(1),
+        concurrency: number(vars, "SWEEP_CONCURRENCY", defaults.concurrency)?.max(1),
+        warning: duration(vars, "EXPIRY_WARNING", defaults.warning)?,
+    })
+}
+
 fn optional(vars: &impl Vars, name: &str) -> Option<String> {
     vars.var(name)
         .map(|v| v.trim().to_owned())
@@ -184,6 +233,33 @@ fn number<T: std::str::FromStr>(vars: &impl Vars, name: &str, default: T) -> Res
     }
 }
 
+/// A duration: a whole number with an optional unit, `s` (the default), `m`, `h` or `d`.
+fn duration(vars: &impl Vars, name: &str, default: Duration) -> Result<Duration> {
+    let Some(raw) = optional(vars, name) else {
+        return Ok(default);
+    };
+    let (digits, unit) = match raw.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((at, _)) => raw.split_at(at),
+        None => (raw.as_str(), "s"),
+    };
+    let scale = match unit.trim() {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => {
+            return Err(invalid(
+                name,
+                "must be a number of s, m, h or d (like 90s, 1h, 7d)",
+            ));
+        }
+    };
+    let value: u64 = digits
+        .parse()
+        .map_err(|_| invalid(name, "must be a number of s, m, h or d (like 90s, 1h, 7d)"))?;
+    Ok(Duration::from_secs(value.saturating_mul(scale)))
+}
+
 fn invalid(name: &str, why: &str) -> Error {
     Error::Config(format!("{name} {why}"))
 }
@@ -197,7 +273,8 @@ mod tests {
         let vars = HashMap::from([("TABLE_NAME", "t")]);
         let config = Config::from_vars(&vars).expect("valid");
         assert_eq!(config.copy_mode, CopyMode::Stream);
-        assert_eq!(config.copy.max_attempts, 5);
+        assert_eq!(config.copy.retry.max_attempts, None);
+        assert_eq!(config.copy.retry.max_delay, Duration::from_secs(3_600));
         assert_eq!(config.copy.source_hosts.len(), 2);
         let err = Config::from_vars(&HashMap::new()).expect_err("no table");
         assert!(err.to_string().contains("TABLE_NAME"), "{err}");
@@ -213,11 +290,29 @@ mod tests {
     }
 
     #[test]
+    fn durations_take_units() {
+        let vars = HashMap::from([
+            ("TABLE_NAME", "t"),
+            ("RETRY_MAX_DELAY", "90m"),
+            ("WAV_RETENTION", "3d"),
+            ("EXPIRY_MARGIN", "3600"),
+            ("MAX_ATTEMPTS", "7"),
+        ]);
+        let retry = Config::from_vars(&vars).expect("valid").copy.retry;
+        assert_eq!(retry.max_delay, Duration::from_secs(5_400));
+        assert_eq!(retry.retention.wav, Duration::from_secs(3 * 86_400));
+        assert_eq!(retry.retention.margin, Duration::from_secs(3_600));
+        assert_eq!(retry.max_attempts, Some(7));
+    }
+
+    #[test]
     fn bad_values_are_named() {
         for (name, value) in [
             ("COPY_MODE", "both"),
             ("KEY_PREFIX", "../x"),
             ("MAX_ATTEMPTS", "five"),
+            ("RETRY_MAX_DELAY", "1 week"),
+            ("EXPIRY_MARGIN", "8d"),
         ] {
             let vars = HashMap::from([("TABLE_NAME", "t"), (name, value)]);
             let err = Config::from_vars(&vars).expect_err("invalid");

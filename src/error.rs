@@ -47,9 +47,15 @@ pub enum Error {
         source: Option<BoxError>,
     },
 
-    /// The source answered something that will not change on retry (404, over the size cap).
+    /// The source answered something that will not change on retry (over the size cap, a 4xx
+    /// other than not found).
     #[error("source rejected: {0}")]
     SourcePermanent(String),
+
+    /// The source says the file is not there (403, 404, 410): believed only after a grace
+    /// window, since MusicGPT's bucket may lag its callback.
+    #[error("source: not found: {0}")]
+    SourceNotFound(String),
 
     /// S3 failed while writing the copy.
     #[error("sink: {message}")]
@@ -70,6 +76,11 @@ pub enum Error {
         #[source]
         source: Option<BoxError>,
     },
+
+    /// The store refused the write for good (an item over DynamoDB's size limit): retrying the
+    /// same callback cannot help.
+    #[error("storage refused: {0}")]
+    StorageRejected(String),
 
     /// MusicGPT's API refused the request in a way that will not change.
     #[error("musicgpt: {0}")]

@@ -12,12 +12,13 @@ use crate::adapters::source::{HttpSource, SourceGuard, SourceOptions};
 use crate::app::copy::CopyEngine;
 use crate::app::reconcile::Reconciler;
 use crate::app::record::Recorder;
+use crate::app::sweep::Sweeper;
 use crate::app::verify::Verifier;
 use crate::config::{self, Config, ProcessEnv, Vars};
 use crate::domain::conversion::RateLimit;
-use crate::domain::retry::RetryPolicy;
 use crate::error::{Error, Result};
 use crate::lambda::http::Ingest;
+use crate::lambda::metrics::Metrics;
 use crate::lambda::schedule::Schedule;
 use crate::lambda::stream::StreamCopier;
 
@@ -42,6 +43,7 @@ impl App {
             self.config.key_prefix.clone(),
             self.config.callback_retention,
         )
+        .with_file_retention(self.config.copy.retry.retention)
     }
 
     /// The webhook's admission, with `WEBHOOK_TOKENS`.
@@ -78,7 +80,7 @@ impl App {
                 SourceOptions::with_max_bytes(self.config.copy.max_asset_bytes),
             )?,
             S3Sink::new(aws::s3_client(&self.sdk), bucket),
-            RetryPolicy::with_max_attempts(self.config.copy.max_attempts),
+            self.config.copy.retry.clone(),
         );
         Ok(match self.api()? {
             Some(api) => engine.with_verifier(Verifier::new(api, self.table.clone())),
@@ -90,15 +92,20 @@ impl App {
         Ok(StreamCopier::new(self.copy_engine()?))
     }
 
+    /// The sweep always; reconciliation too when MusicGPT's API is configured.
     pub fn schedule(&self) -> Result<Schedule<AwsPorts>> {
-        let settings = config::reconcile_settings(&ProcessEnv)?;
-        let reconciler = Reconciler::new(
-            self.recorder(),
-            self.require_api("the reconciler")?,
-            settings,
-        )
-        .with_copier(self.copy_engine()?);
-        Ok(Schedule::new(reconciler))
+        let sweeper = Sweeper::new(self.copy_engine()?, config::sweep_settings(&ProcessEnv)?);
+        let reconciler = match self.api()? {
+            Some(api) => {
+                let settings = config::reconcile_settings(&ProcessEnv)?;
+                Some(
+                    Reconciler::new(self.recorder(), api, settings)
+                        .with_copier(self.copy_engine()?),
+                )
+            }
+            None => None,
+        };
+        Ok(Schedule::new(sweeper, reconciler).with_metrics(Metrics::init("reconciler")))
     }
 }
 

@@ -211,12 +211,13 @@ async fn callbacks_in_any_order_converge_to_identical_items<S: Store>(fresh: imp
         (C2, "http-music-ai-lyrics-2.json"),
     ] {
         let item = &items[&format!("CONVERSION#{conversion}")];
+        let timestamped = &items[&format!("LYRICS_TIMESTAMPED#{conversion}")];
         let sent: Value = serde_json::from_str(&body_of(lyrics_event)).expect("json");
         let expected: Value =
             serde_json::from_str(sent["lyrics_timestamped"].as_str().expect("string"))
                 .expect("lyrics");
         assert_eq!(
-            item["lyrics_timestamped"], expected,
+            timestamped["lyrics_timestamped"], expected,
             "the lyrics callback wins on {conversion}"
         );
         assert_eq!(text(item, "status"), "COMPLETED");
@@ -240,10 +241,10 @@ async fn lyrics_before_their_song_are_parked_then_adopted<S: Store>(fresh: impl 
     record(&recorder, &body_of("http-music-ai-audio-1.json")).await;
     let (items, links) = task_view(&store, MUSIC_AI_TASK).await;
     assert_eq!(links[0], Some(id(MUSIC_AI_TASK)));
-    let conversion = &items[&format!("CONVERSION#{C1}")];
+    let lyrics = &items[&format!("LYRICS_TIMESTAMPED#{C1}")];
     assert!(
-        matches!(conversion.get("lyrics_timestamped"), Some(Value::Array(l)) if !l.is_empty()),
-        "{conversion:?}"
+        matches!(lyrics.get("lyrics_timestamped"), Some(Value::Array(l)) if !l.is_empty()),
+        "{lyrics:?}"
     );
     assert_eq!(
         count_with_prefix(&items, "CALLBACK#"),
@@ -693,16 +694,29 @@ async fn backoff_makes_the_asset_wait_by_the_clock<S: Store>(fresh: impl AsyncFn
 
 async fn answers_that_cannot_change_fail_at_once<S: Store>(fresh: impl AsyncFn() -> S) {
     let rig = rig(fresh, policy(5, Duration::ZERO)).await;
-    rig.source.fail_next(URL, &[SourceFault::NotFound]);
+    // No file at all: believed only once the grace window (MusicGPT's bucket may lag its
+    // callback) has passed, then FAILED without further tries.
     let asset = one_asset(&rig.store, "t-gone", URL).await;
     let outcome = rig.engine.copy(&asset, None).await.expect("copy");
     assert!(
-        matches!(outcome, CopyOutcome::Failed { attempts: 1, .. }),
+        matches!(outcome, CopyOutcome::RetryAt { attempts: 1, .. }),
+        "within the grace window: {outcome:?}"
+    );
+    rig.clock
+        .advance(RetryPolicy::default().not_found_grace.as_secs());
+    let outcome = rig.engine.copy(&asset, None).await.expect("copy");
+    assert!(
+        matches!(outcome, CopyOutcome::Failed { attempts: 2, .. }),
         "{outcome:?}"
     );
     let item = rig.store.get(&asset).await.expect("get").expect("item");
     assert_eq!(item.state, AssetState::Failed);
     assert!(item.last_error.unwrap_or_default().contains("404"));
+    assert_eq!(
+        rig.engine.copy(&asset, None).await.expect("copy"),
+        CopyOutcome::AlreadyFailed
+    );
+    assert_eq!(rig.source.opens(), 2);
 }
 
 async fn an_earlier_complete_copy_is_taken_not_uploaded_again<S: Store>(

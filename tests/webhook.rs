@@ -151,10 +151,17 @@ async fn music_ai_audio_records_conversion_link_and_both_formats() {
     assert_eq!(text(conversion, "status"), "COMPLETED");
     assert!(number(conversion, "duration_seconds") > 0.0);
     assert!(!text(conversion, "title").is_empty());
+    // The lyrics live in items of their own: each can be as large as a whole callback.
+    assert!(conversion.get("lyrics_timestamped").is_none());
+    assert!(conversion.get("lyrics").is_none());
+    let timestamped = find(&items, &pk, &format!("LYRICS_TIMESTAMPED#{C1}"));
     assert!(matches!(
-        conversion.get("lyrics_timestamped"),
+        timestamped.get("lyrics_timestamped"),
         Some(AttributeValue::L(_))
     ));
+    let lyrics = find(&items, &pk, &format!("LYRICS#{C1}"));
+    assert!(text(lyrics, "lyrics").starts_with("[Verse 1]"));
+    assert_eq!(text(lyrics, "item_type"), "LYRICS");
     assert_eq!(
         text(find(&items, &format!("CONV#{C1}"), "LINK"), "task_id"),
         MUSIC_AI_TASK
@@ -402,14 +409,15 @@ async fn status_codes_for_token_method_size_and_storage() {
     let (status, body) = call(&webhook, oversized).await;
     assert_eq!(status, 413, "{body}");
     let mut too_big_to_store = event("http-music-ai-audio-1.json");
-    *too_big_to_store.body_mut() = Body::Text(format!(
-        r#"{{"task_id":"t1","lyrics":"{}"}}"#,
-        "y".repeat(300_000)
-    ));
+    let big = format!(r#"{{"task_id":"t1","lyrics":"{}"}}"#, "y".repeat(300_000));
+    *too_big_to_store.body_mut() = Body::Text(big.clone());
     assert_eq!(call(&webhook, too_big_to_store).await.0, 413);
-    assert!(
-        support::scan_all(&table).await.is_empty(),
-        "refused requests wrote items"
+    // The token was right: both bodies are kept in quarantine, and nothing else is written.
+    let sha = |body: &str| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(body.as_bytes()));
+    let oversized_body = format!(r#"{{"task_id":"t1","pad":"{padding}"}}"#);
+    assert_eq!(
+        support::quarantined(&table).await,
+        [sha(&oversized_body), sha(&big)].into_iter().collect()
     );
 
     // DynamoDB failing (here: the table is gone) must answer 5xx so MusicGPT retries.
@@ -448,7 +456,7 @@ async fn both_rotated_tokens_are_accepted_and_others_are_not() {
 }
 
 #[tokio::test]
-async fn malformed_corpus_is_refused_without_writes_or_panics() {
+async fn malformed_corpus_is_refused_and_quarantined_without_panics() {
     #[derive(serde::Deserialize)]
     struct Case {
         name: String,
@@ -482,8 +490,13 @@ async fn malformed_corpus_is_refused_without_writes_or_panics() {
             case.name
         );
     }
-    assert!(
-        support::scan_all(&table).await.is_empty(),
-        "a malformed body wrote items"
+    let bodies: std::collections::BTreeSet<String> = cases
+        .iter()
+        .map(|case| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(case.body.as_bytes())))
+        .collect();
+    assert_eq!(
+        support::quarantined(&table).await,
+        bodies,
+        "a malformed body wrote items other than its quarantine"
     );
 }

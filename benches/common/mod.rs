@@ -81,6 +81,7 @@ impl FloorRequests {
             key_prefix: key_prefix(),
             now: now_secs(),
             retention_secs: RETENTION.as_secs(),
+            files: musicgpt_webhook::domain::retry::FileRetention::default(),
         };
         // As Recorder::record: a callback with a task id writes its conversions' links; one
         // with only a conversion id looks the task up first and links nothing.

@@ -4,7 +4,7 @@
 //! and against DynamoDB, so the two cannot drift apart.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -17,7 +17,7 @@ use crate::app::ports::{
     Applied, AssetStore, AudioSource, ChunkSource, Clock, Download, ObjectSink, ObjectSpec, Ports,
     TaskStore, Written,
 };
-use crate::domain::asset::{AssetItem, StoredCopy, Unclaimed};
+use crate::domain::asset::{AssetItem, PendingAsset, StoredCopy, Unclaimed};
 use crate::domain::ids::Id;
 use crate::domain::keys::{self, AssetKey};
 use crate::domain::plan::{Condition, ItemWrite, Plan};
@@ -103,20 +103,28 @@ impl TaskStore for MemoryTable {
         if !parked.is_empty() {
             return Ok(Applied::ParkedOn(parked));
         }
+        // All or nothing: the writes are applied to a copy that replaces the table only if
+        // every item stays within DynamoDB's size limit.
+        let mut next = items.clone();
         for (index, write) in plan.writes.iter().enumerate() {
             let mut write = write.clone();
             if stale.contains(&index) {
                 write.without_guard();
             }
-            apply_write(&mut items, &write);
+            apply_write(&mut next, &write);
+            check_size(&next, &write)?;
         }
+        *items = next;
         Ok(Applied::Written)
     }
 
-    async fn park(&self, write: &ItemWrite) -> Result<()> {
+    async fn write_once(&self, write: &ItemWrite) -> Result<()> {
         let mut items = self.lock();
         if !items.contains_key(&(write.pk.clone(), write.sk.clone())) {
-            apply_write(&mut items, write);
+            let mut next = items.clone();
+            apply_write(&mut next, write);
+            check_size(&next, write)?;
+            *items = next;
         }
         Ok(())
     }
@@ -286,6 +294,24 @@ impl AssetStore for MemoryTable {
         }))
     }
 
+    async fn mark_expired(
+        &self,
+        asset: &AssetKey,
+        owner: &str,
+        attempts: u32,
+        error: &str,
+        now: u64,
+    ) -> Result<bool> {
+        Ok(self.under_lease(asset, owner, |item| {
+            item.insert("state".into(), json!(AssetState::Expired));
+            item.insert("attempts".into(), json!(attempts));
+            item.insert("last_error".into(), json!(error));
+            item.insert("last_attempt_at".into(), json!(now));
+            item.insert("expired_at".into(), json!(now));
+            remove(item, &["lease_owner", "lease_until", "next_try_at"]);
+        }))
+    }
+
     async fn release(&self, asset: &AssetKey, owner: &str) -> Result<bool> {
         Ok(self.under_lease(asset, owner, |item| {
             remove(item, &["lease_owner", "lease_until"]);
@@ -305,6 +331,26 @@ impl AssetStore for MemoryTable {
             })
             .collect())
     }
+
+    async fn pending_assets(&self) -> Result<Vec<PendingAsset>> {
+        Ok(self.pending())
+    }
+}
+
+impl MemoryTable {
+    fn pending(&self) -> Vec<PendingAsset> {
+        let items = self.lock();
+        let mut pending: Vec<PendingAsset> = items
+            .values()
+            .filter(|item| text(item, "state") == Some(AssetState::Pending.as_str()))
+            .filter_map(|item| serde_json::from_value(Value::Object(item.clone())).ok())
+            .collect();
+        // As the index answers: by next try, then by key.
+        pending.sort_by(|a: &PendingAsset, b| {
+            (a.next_try_at, &a.pk, &a.sk).cmp(&(b.next_try_at, &b.pk, &b.sk))
+        });
+        pending
+    }
 }
 
 /// The same update a DynamoDB UpdateItem makes: `SET`, `SET if_not_exists`, `ADD`.
@@ -321,6 +367,43 @@ fn apply_write(items: &mut BTreeMap<(String, String), Item>, write: &ItemWrite) 
     for (name, amount) in &write.add {
         let current = item.get(*name).and_then(Value::as_i64).unwrap_or(0);
         item.insert((*name).to_owned(), json!(current + amount));
+    }
+}
+
+/// DynamoDB's limit on one item: attribute names and values, in bytes.
+const MAX_ITEM_BYTES: usize = 400 * 1024;
+
+fn check_size(items: &BTreeMap<(String, String), Item>, write: &ItemWrite) -> Result<()> {
+    let Some(item) = items.get(&(write.pk.clone(), write.sk.clone())) else {
+        return Ok(());
+    };
+    let size: usize = item
+        .iter()
+        .map(|(name, value)| name.len() + value_size(value))
+        .sum();
+    if size > MAX_ITEM_BYTES {
+        return Err(Error::StorageRejected(format!(
+            "Item size has exceeded the maximum allowed size ({size} bytes at {} / {})",
+            write.pk, write.sk
+        )));
+    }
+    Ok(())
+}
+
+/// Roughly as DynamoDB counts: strings by their UTF-8 length, numbers by their digits,
+/// containers by their elements plus a few bytes each.
+fn value_size(value: &Value) -> usize {
+    match value {
+        Value::Null | Value::Bool(_) => 1,
+        Value::Number(n) => n.to_string().len().div_ceil(2) + 1,
+        Value::String(s) => s.len(),
+        Value::Array(items) => 3 + items.iter().map(|v| 1 + value_size(v)).sum::<usize>(),
+        Value::Object(map) => {
+            3 + map
+                .iter()
+                .map(|(k, v)| 1 + k.len() + value_size(v))
+                .sum::<usize>()
+        }
     }
 }
 
@@ -362,6 +445,7 @@ pub struct MemorySink {
     bucket: String,
     objects: Arc<Mutex<HashMap<String, MemoryObject>>>,
     uploads: Arc<AtomicUsize>,
+    outage: Arc<AtomicBool>,
 }
 
 impl MemorySink {
@@ -370,7 +454,13 @@ impl MemorySink {
             bucket: bucket.to_owned(),
             objects: Arc::default(),
             uploads: Arc::default(),
+            outage: Arc::default(),
         }
+    }
+
+    /// While on, every write fails as S3 does in an outage (a passing failure).
+    pub fn set_outage(&self, on: bool) {
+        self.outage.store(on, Ordering::SeqCst);
     }
 
     pub fn object(&self, key: &str) -> Option<MemoryObject> {
@@ -416,6 +506,9 @@ impl ObjectSink for MemorySink {
         body: &mut impl ChunkSource,
         stop: Option<Instant>,
     ) -> Result<Written> {
+        if self.outage.load(Ordering::SeqCst) {
+            return Err(Error::sink("PutObject: 503 Service Unavailable (outage)"));
+        }
         let read = async {
             let mut bytes = Vec::new();
             while let Some(chunk) = body.next_chunk().await? {
@@ -464,6 +557,7 @@ pub enum SourceFault {
 pub struct MemorySource {
     files: Arc<Mutex<HashMap<String, Bytes>>>,
     faults: Arc<Mutex<HashMap<String, Vec<SourceFault>>>>,
+    outage: Arc<Mutex<Option<SourceFault>>>,
     opens: Arc<AtomicUsize>,
 }
 
@@ -482,6 +576,11 @@ impl MemorySource {
             .entry(url.to_owned())
             .or_default()
             .extend_from_slice(faults);
+    }
+
+    /// While set, every request fails like this (an outage of the whole source).
+    pub fn set_outage(&self, fault: Option<SourceFault>) {
+        *lock(&self.outage) = fault;
     }
 
     /// Requests answered so far, failed ones included.
@@ -516,22 +615,23 @@ impl AudioSource for MemorySource {
 
     async fn open(&self, url: &str) -> Result<MemoryDownload> {
         self.opens.fetch_add(1, Ordering::SeqCst);
-        let fault = {
+        let fault = *lock(&self.outage);
+        let fault = fault.or_else(|| {
             let mut faults = lock(&self.faults);
             faults
                 .get_mut(url)
                 .and_then(|queue| (!queue.is_empty()).then(|| queue.remove(0)))
-        };
+        });
         match fault {
             Some(SourceFault::Unavailable) => {
                 Err(Error::source("answered 503 Service Unavailable"))
             }
             Some(SourceFault::NotFound) => {
-                Err(Error::SourcePermanent("answered 404 Not Found".into()))
+                Err(Error::SourceNotFound("answered 404 Not Found".into()))
             }
             None => match lock(&self.files).get(url) {
                 Some(body) => Ok(MemoryDownload { body: body.clone() }),
-                None => Err(Error::SourcePermanent("answered 404 Not Found".into())),
+                None => Err(Error::SourceNotFound("answered 404 Not Found".into())),
             },
         }
     }

@@ -2,11 +2,12 @@
 //! claim an asset under a lease, stream its source into S3, verify it, and record the result
 //! while the lease is still ours.
 //!
-//! Retry policy: a failure that may pass (5xx, reset, timeout, short body, S3 error) puts the
-//! asset back to PENDING with `attempts + 1`, `last_error` and `next_try_at` = now + backoff
-//! (base * 2^(attempts - 1), capped); at `MAX_ATTEMPTS` it becomes FAILED. A refusal by the
-//! source guard, or an answer that cannot change (404, over the size cap), makes it FAILED at
-//! once. Running out of time releases the lease without counting an attempt.
+//! Retry policy (`domain::retry`): a failure that may pass (5xx, 429, reset, timeout, short body,
+//! S3 error) puts the asset back to PENDING with `attempts + 1`, `last_error` and `next_try_at`
+//! = now + backoff (base * 2^(attempts - 1), capped), until the file's deadline; a failure at or
+//! past the deadline makes it EXPIRED. A refusal by the source guard, a verification mismatch,
+//! or an answer that cannot change (over the size cap; not found past the grace window) makes
+//! it FAILED at once. Running out of time releases the lease without counting an attempt.
 
 use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
@@ -26,7 +27,7 @@ use crate::domain::asset::{AssetItem, StoredCopy, Unclaimed};
 use crate::domain::ids::Id;
 use crate::domain::keys::AssetKey;
 use crate::domain::media::content_type_for;
-use crate::domain::retry::RetryPolicy;
+use crate::domain::retry::{AfterFailure, Attempt, RetryPolicy};
 use crate::error::{Error, Result};
 
 /// Longest `last_error` kept on an item.
@@ -46,6 +47,12 @@ pub enum CopyOutcome {
         reason: String,
     },
     AlreadyFailed,
+    /// Marked EXPIRED by this call: its deadline passed before a copy succeeded.
+    Expired {
+        attempts: u32,
+        reason: String,
+    },
+    AlreadyExpired,
     /// No such asset item.
     Missing,
     /// Failed; PENDING again until `next_try_at`.
@@ -76,6 +83,8 @@ impl CopyOutcome {
                 | CopyOutcome::AlreadyStored
                 | CopyOutcome::Failed { .. }
                 | CopyOutcome::AlreadyFailed
+                | CopyOutcome::Expired { .. }
+                | CopyOutcome::AlreadyExpired
                 | CopyOutcome::Missing
                 | CopyOutcome::LeaseLost
         )
@@ -87,6 +96,8 @@ impl CopyOutcome {
             CopyOutcome::AlreadyStored => "already_stored",
             CopyOutcome::Failed { .. } => "failed",
             CopyOutcome::AlreadyFailed => "already_failed",
+            CopyOutcome::Expired { .. } => "expired",
+            CopyOutcome::AlreadyExpired => "already_expired",
             CopyOutcome::Missing => "missing",
             CopyOutcome::RetryAt { .. } => "retry_later",
             CopyOutcome::NotDue { .. } => "not_due",
@@ -136,6 +147,11 @@ impl<P: Ports> CopyEngine<P> {
         &self.assets
     }
 
+    /// Now, by the engine's clock.
+    pub fn now(&self) -> u64 {
+        self.clock.now_secs()
+    }
+
     /// The PENDING assets of `task`.
     pub async fn pending_in_task(&self, task: &Id) -> Result<Vec<AssetKey>> {
         self.assets.pending_in_task(task).await
@@ -163,6 +179,7 @@ impl<P: Ports> CopyEngine<P> {
                     Unclaimed::Missing => CopyOutcome::Missing,
                     Unclaimed::Stored => CopyOutcome::AlreadyStored,
                     Unclaimed::Failed => CopyOutcome::AlreadyFailed,
+                    Unclaimed::Expired => CopyOutcome::AlreadyExpired,
                     Unclaimed::NotDue(next_try_at) => CopyOutcome::NotDue { next_try_at },
                     Unclaimed::Leased(lease_until) => CopyOutcome::Busy { lease_until },
                 });
@@ -278,6 +295,15 @@ impl<P: Ports> CopyEngine<P> {
         self.sink.write(&spec, &mut download, stop).await
     }
 
+    /// The asset's own deadline, or for items older than deadlines, one from when it came.
+    fn deadline(&self, item: &AssetItem) -> Option<u64> {
+        item.deadline_at.or_else(|| {
+            let ext = item.ext.as_deref().unwrap_or_default();
+            item.created_at
+                .map(|at| self.policy.retention.deadline(at, ext))
+        })
+    }
+
     /// Records how the attempt ended, under the lease.
     async fn settle(
         &self,
@@ -310,24 +336,39 @@ impl<P: Ports> CopyEngine<P> {
             Err(err) => {
                 let attempts = item.attempts.saturating_add(1);
                 let reason = truncate(&err.to_string());
-                if !err.is_retryable() || attempts >= self.policy.max_attempts {
-                    let kept = self
-                        .assets
-                        .mark_failed(asset, owner, attempts, &reason, now)
-                        .await?;
-                    (kept, CopyOutcome::Failed { attempts, reason })
-                } else {
-                    let next_try_at = now + self.policy.backoff(attempts).as_secs();
-                    let kept = self
-                        .assets
-                        .mark_retry(asset, owner, attempts, &reason, next_try_at, now)
-                        .await?;
-                    let outcome = CopyOutcome::RetryAt {
-                        attempts,
-                        next_try_at,
-                        error: reason,
-                    };
-                    (kept, outcome)
+                let attempt = Attempt {
+                    attempts,
+                    now,
+                    received_at: item.created_at,
+                    deadline: self.deadline(item),
+                };
+                match self.policy.after_failure(&err, attempt) {
+                    AfterFailure::Fail => {
+                        let kept = self
+                            .assets
+                            .mark_failed(asset, owner, attempts, &reason, now)
+                            .await?;
+                        (kept, CopyOutcome::Failed { attempts, reason })
+                    }
+                    AfterFailure::Expire => {
+                        let kept = self
+                            .assets
+                            .mark_expired(asset, owner, attempts, &reason, now)
+                            .await?;
+                        (kept, CopyOutcome::Expired { attempts, reason })
+                    }
+                    AfterFailure::RetryAt(next_try_at) => {
+                        let kept = self
+                            .assets
+                            .mark_retry(asset, owner, attempts, &reason, next_try_at, now)
+                            .await?;
+                        let outcome = CopyOutcome::RetryAt {
+                            attempts,
+                            next_try_at,
+                            error: reason,
+                        };
+                        (kept, outcome)
+                    }
                 }
             }
         };
@@ -341,7 +382,7 @@ impl<P: Ports> CopyEngine<P> {
 
 fn outcome_error(outcome: &CopyOutcome) -> Option<&str> {
     match outcome {
-        CopyOutcome::Failed { reason, .. } => Some(reason),
+        CopyOutcome::Failed { reason, .. } | CopyOutcome::Expired { reason, .. } => Some(reason),
         CopyOutcome::RetryAt { error, .. } => Some(error),
         _ => None,
     }

@@ -8,4 +8,5 @@ pub mod ports;
 pub mod reconcile;
 pub mod record;
 pub mod submit;
+pub mod sweep;
 pub mod verify;

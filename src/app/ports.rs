@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use tokio::time::Instant;
 
 use crate::domain::api::{Lookup, Submitted};
-use crate::domain::asset::{AssetItem, StoredCopy, Unclaimed};
+use crate::domain::asset::{AssetItem, PendingAsset, StoredCopy, Unclaimed};
 use crate::domain::by_user::{ByUserPage, ByUserQuery, PageKey};
 use crate::domain::ids::Id;
 use crate::domain::keys::AssetKey;
@@ -38,8 +38,9 @@ pub trait TaskStore: Clone + Send + Sync + 'static {
     /// All of the plan or none of it.
     fn apply(&self, plan: &Plan) -> impl Future<Output = Result<Applied>> + Send;
 
-    /// Keeps a callback until its conversion's task is known; a redelivery is no change.
-    fn park(&self, write: &ItemWrite) -> impl Future<Output = Result<()>> + Send;
+    /// One write that creates its item or, if the item exists (a redelivery), does nothing:
+    /// a parked callback, a quarantined body.
+    fn write_once(&self, write: &ItemWrite) -> impl Future<Output = Result<()>> + Send;
 
     /// The task a conversion belongs to, if any callback has told us yet.
     fn linked_task(&self, conversion: &Id) -> impl Future<Output = Result<Option<Id>>> + Send;
@@ -111,11 +112,24 @@ pub trait AssetStore: Clone + Send + Sync + 'static {
         now: u64,
     ) -> impl Future<Output = Result<bool>> + Send;
 
+    /// EXPIRED: its deadline passed before a copy succeeded.
+    fn mark_expired(
+        &self,
+        asset: &AssetKey,
+        owner: &str,
+        attempts: u32,
+        error: &str,
+        now: u64,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
     /// Gives the lease up without counting an attempt.
     fn release(&self, asset: &AssetKey, owner: &str) -> impl Future<Output = Result<bool>> + Send;
 
     /// The PENDING assets of one task.
     fn pending_in_task(&self, task: &Id) -> impl Future<Output = Result<Vec<AssetKey>>> + Send;
+
+    /// Every PENDING asset of every task, soonest next try first.
+    fn pending_assets(&self) -> impl Future<Output = Result<Vec<PendingAsset>>> + Send;
 }
 
 /// A body read chunk by chunk. `Ok(None)` means the body is complete and verified.

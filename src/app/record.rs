@@ -10,6 +10,8 @@ use crate::domain::callback::Callback;
 use crate::domain::ids::Id;
 use crate::domain::keys::KeyPrefix;
 use crate::domain::plan::{self, RecordContext};
+use crate::domain::quarantine::quarantine_write;
+use crate::domain::retry::FileRetention;
 use crate::error::{Error, Result};
 
 /// Plans that collide with concurrent deliveries of the same task are tried again this often.
@@ -48,6 +50,7 @@ pub struct Recorder<T> {
     store: T,
     key_prefix: KeyPrefix,
     retention_secs: u64,
+    files: FileRetention,
 }
 
 impl<T: TaskStore> Recorder<T> {
@@ -56,11 +59,30 @@ impl<T: TaskStore> Recorder<T> {
             store,
             key_prefix,
             retention_secs: retention.as_secs(),
+            files: FileRetention::default(),
         }
+    }
+
+    /// How long MusicGPT keeps files, which fixes each new asset's deadline.
+    pub fn with_file_retention(mut self, files: FileRetention) -> Recorder<T> {
+        self.files = files;
+        self
     }
 
     pub fn store(&self) -> &T {
         &self.store
+    }
+
+    /// Keeps a body that could not be recorded, with the reason, until its TTL.
+    pub async fn quarantine(
+        &self,
+        body: &[u8],
+        content_type: Option<&str>,
+        reason: &str,
+        now: u64,
+    ) -> Result<()> {
+        let write = quarantine_write(body, content_type, reason, now, self.retention_secs);
+        self.store.write_once(&write).await
     }
 
     /// Records a parsed callback. Safe to call any number of times, in any order.
@@ -69,6 +91,7 @@ impl<T: TaskStore> Recorder<T> {
             key_prefix: self.key_prefix.clone(),
             now,
             retention_secs: self.retention_secs,
+            files: self.files,
         };
         if let Some(task) = &cb.task_id {
             return self.record_for_task(cb, task, &ctx, true).await;
@@ -84,7 +107,7 @@ impl<T: TaskStore> Recorder<T> {
         // Park first, then flag the link: a linking write that lands in between fails its
         // condition and adopts what is parked; one that lands before shows up here.
         self.store
-            .park(&plan::parked_callback(cb, conversion, &ctx))
+            .write_once(&plan::parked_callback(cb, conversion, &ctx))
             .await?;
         match self.store.flag_parked(conversion).await? {
             Some(task) => self.record_for_task(cb, &task, &ctx, false).await,

@@ -22,6 +22,11 @@ pub struct AssetItem {
     pub lease_owner: Option<String>,
     pub lease_until: Option<u64>,
     pub last_error: Option<String>,
+    /// When its callback was received.
+    pub created_at: Option<u64>,
+    /// The last moment a copy is worth trying (items written before deadlines existed have
+    /// none: their deadline comes from `created_at`).
+    pub deadline_at: Option<u64>,
 }
 
 /// Why an asset could not be claimed.
@@ -30,6 +35,7 @@ pub enum Unclaimed {
     Missing,
     Stored,
     Failed,
+    Expired,
     /// Waiting for its next try (epoch seconds).
     NotDue(u64),
     /// Another worker holds the lease until then (epoch seconds).
@@ -45,12 +51,50 @@ impl Unclaimed {
         match item.state {
             AssetState::Stored => Unclaimed::Stored,
             AssetState::Failed => Unclaimed::Failed,
+            AssetState::Expired => Unclaimed::Expired,
             AssetState::Pending => match (item.lease_until, item.next_try_at) {
                 (Some(until), _) if until > now => Unclaimed::Leased(until),
                 (_, Some(at)) if at > now => Unclaimed::NotDue(at),
                 // Changed between the claim and this read: as good as leased for a moment.
                 _ => Unclaimed::Leased(now),
             },
+        }
+    }
+}
+
+/// An asset still waiting to be stored, as the sweep sees it (from the `assets_by_state` index).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct PendingAsset {
+    pub pk: String,
+    pub sk: String,
+    pub next_try_at: Option<u64>,
+    pub created_at: Option<u64>,
+    pub deadline_at: Option<u64>,
+}
+
+/// How the unstored assets stand: what the expiry alarm watches.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Backlog {
+    pub pending: usize,
+    /// Seconds since the oldest unstored asset's callback came.
+    pub oldest_age_secs: u64,
+    /// Assets whose deadline is less than the warning window away (or already past).
+    pub at_risk: usize,
+}
+
+impl Backlog {
+    pub fn of(assets: &[PendingAsset], now: u64, warning_secs: u64) -> Backlog {
+        Backlog {
+            pending: assets.len(),
+            oldest_age_secs: assets
+                .iter()
+                .filter_map(|a| a.created_at)
+                .min()
+                .map_or(0, |oldest| now.saturating_sub(oldest)),
+            at_risk: assets
+                .iter()
+                .filter(|a| a.deadline_at.is_some_and(|d| d <= now + warning_secs))
+                .count(),
         }
     }
 }

@@ -21,6 +21,17 @@ pub fn conversion_sk(conversion: &Id) -> String {
     format!("CONVERSION#{conversion}")
 }
 
+/// A task's own lyrics, when a callback carries lyrics but no conversion id.
+pub const TASK_LYRICS_SK: &str = "LYRICS";
+
+pub fn lyrics_sk(conversion: &Id) -> String {
+    format!("LYRICS#{conversion}")
+}
+
+pub fn lyrics_timestamped_sk(conversion: &Id) -> String {
+    format!("LYRICS_TIMESTAMPED#{conversion}")
+}
+
 pub fn callback_sk(sha256_hex: &str) -> String {
     format!("CALLBACK#{sha256_hex}")
 }

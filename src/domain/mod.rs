@@ -11,6 +11,7 @@ pub mod ids;
 pub mod keys;
 pub mod media;
 pub mod plan;
+pub mod quarantine;
 pub mod requests;
 pub mod retry;
 pub mod status;

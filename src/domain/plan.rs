@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use crate::domain::callback::{Callback, CallbackKind};
 use crate::domain::ids::Id;
 use crate::domain::keys::{self, KeyPrefix};
+use crate::domain::retry::FileRetention;
 use crate::domain::status::{AssetState, ItemType, TaskStatus};
 
 /// When a write may apply.
@@ -39,7 +40,7 @@ pub struct ItemWrite {
 }
 
 impl ItemWrite {
-    fn new(pk: String, sk: String) -> ItemWrite {
+    pub fn new(pk: String, sk: String) -> ItemWrite {
         ItemWrite {
             pk,
             sk,
@@ -99,6 +100,8 @@ pub struct RecordContext {
     /// Seconds since the epoch.
     pub now: u64,
     pub retention_secs: u64,
+    /// How long MusicGPT keeps files: each asset's deadline.
+    pub files: FileRetention,
 }
 
 /// Orders statuses so any arrival order converges: terminal beats non-terminal, then the
@@ -134,6 +137,13 @@ pub fn callback_plan(
     }
     if cb.conversion_id.is_none() {
         describe(&mut task_item, cb);
+        writes.extend(lyrics_item(
+            &pk,
+            keys::TASK_LYRICS_SK.to_owned(),
+            task,
+            None,
+            cb,
+        ));
     }
     guard_status(&mut task_item, cb);
     writes.push(task_item);
@@ -142,16 +152,28 @@ pub fn callback_plan(
         let mut item = conversion_item(&pk, task, conversion, ctx);
         describe(&mut item, cb);
         guard_status(&mut item, cb);
+        writes.push(item);
+        writes.extend(lyrics_item(
+            &pk,
+            keys::lyrics_sk(conversion),
+            task,
+            Some(conversion),
+            cb,
+        ));
         if let Some(lyrics) = &cb.lyrics_timestamped {
+            let mut item = ItemWrite::new(pk.clone(), keys::lyrics_timestamped_sk(conversion))
+                .set("item_type", json!(ItemType::LyricsTimestamped))
+                .set("task_id", json!(task))
+                .set("conversion_id", json!(conversion));
             // The dedicated lyrics callback is the authority; the copy inside an audio
             // callback only fills the gap until it comes.
-            if cb.kind == CallbackKind::LyricsTimestamped {
-                item = item.set("lyrics_timestamped", lyrics.clone());
+            item = if cb.kind == CallbackKind::LyricsTimestamped {
+                item.set("lyrics_timestamped", lyrics.clone())
             } else {
-                item = item.set_if_absent("lyrics_timestamped", lyrics.clone());
-            }
+                item.set_if_absent("lyrics_timestamped", lyrics.clone())
+            };
+            writes.push(item);
         }
-        writes.push(item);
     }
     for conversion in cb
         .related_conversion_ids
@@ -190,7 +212,11 @@ pub fn callback_plan(
                 .set_if_absent("state", json!(AssetState::Pending))
                 .set_if_absent("attempts", json!(0))
                 .set_if_absent("next_try_at", json!(ctx.now))
-                .set_if_absent("created_at", json!(ctx.now)),
+                .set_if_absent("created_at", json!(ctx.now))
+                .set_if_absent(
+                    "deadline_at",
+                    json!(ctx.files.deadline(ctx.now, asset.kind.ext())),
+                ),
         );
     }
     Plan { writes }
@@ -247,9 +273,8 @@ fn conversion_item(pk: &str, task: &Id, conversion: &Id, ctx: &RecordContext) ->
 /// Descriptive fields: owned by the callback with the newest status when it has one,
 /// otherwise only filled in where missing.
 fn describe(item: &mut ItemWrite, cb: &Callback) {
-    let fields: [(&'static str, Option<Value>); 8] = [
+    let fields: [(&'static str, Option<Value>); 7] = [
         ("title", cb.title.as_ref().map(|v| json!(v))),
-        ("lyrics", cb.lyrics.as_ref().map(|v| json!(v))),
         ("duration_seconds", cb.duration_seconds.map(|v| json!(v))),
         ("cost", cb.cost.map(|v| json!(v))),
         ("is_flagged", cb.is_flagged.map(|v| json!(v))),
@@ -272,6 +297,33 @@ fn describe(item: &mut ItemWrite, cb: &Callback) {
             item.set_if_absent.push((name, value));
         }
     }
+}
+
+/// Lyrics can be as large as a whole callback, so each text lives in an item of its own: no
+/// item then ever holds two of them, and every item stays under DynamoDB's 400 KB. The text is
+/// owned as the descriptive fields are (by the newest status, else only filled in).
+fn lyrics_item(
+    pk: &str,
+    sk: String,
+    task: &Id,
+    conversion: Option<&Id>,
+    cb: &Callback,
+) -> Option<ItemWrite> {
+    let lyrics = cb.lyrics.as_ref()?;
+    let mut item = ItemWrite::new(pk.to_owned(), sk)
+        .set("item_type", json!(ItemType::Lyrics))
+        .set("task_id", json!(task))
+        .set("conversion_id", conversion.map(|c| json!(c)));
+    match cb.effective_status() {
+        Some(status) => {
+            let order = status_order(&status, cb.updated_at.as_deref(), &cb.sha256);
+            item.guarded.push(("lyrics", json!(lyrics)));
+            item.guarded.push(("status_order", json!(order)));
+            item.condition = Condition::NewerStatus(order);
+        }
+        None => item.set_if_absent.push(("lyrics", json!(lyrics))),
+    }
+    Some(item)
 }
 
 fn guard_status(item: &mut ItemWrite, cb: &Callback) {

@@ -101,13 +101,14 @@ impl<'de> Deserialize<'de> for TaskStatus {
 }
 
 /// Where an asset's copy stands. PENDING (waiting, or being copied under a lease) ends in
-/// STORED or FAILED.
+/// STORED, FAILED (a cause that cannot pass) or EXPIRED (its deadline passed first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum AssetState {
     Pending,
     Stored,
     Failed,
+    Expired,
 }
 
 impl AssetState {
@@ -116,6 +117,7 @@ impl AssetState {
             AssetState::Pending => "PENDING",
             AssetState::Stored => "STORED",
             AssetState::Failed => "FAILED",
+            AssetState::Expired => "EXPIRED",
         }
     }
 }
@@ -132,6 +134,12 @@ pub enum ItemType {
     Link,
     /// A callback that named only a conversion whose task was not known yet.
     Parked,
+    /// A conversion's (or a task's) lyrics, kept apart: they can be as large as a callback.
+    Lyrics,
+    /// A conversion's timestamped lyrics, kept apart for the same reason.
+    LyricsTimestamped,
+    /// A body that came with the right token but could not be recorded.
+    Quarantined,
 }
 
 impl ItemType {
@@ -143,6 +151,9 @@ impl ItemType {
             ItemType::Callback => "CALLBACK",
             ItemType::Link => "LINK",
             ItemType::Parked => "PARKED",
+            ItemType::Lyrics => "LYRICS",
+            ItemType::LyricsTimestamped => "LYRICS_TIMESTAMPED",
+            ItemType::Quarantined => "QUARANTINED",
         }
     }
 }

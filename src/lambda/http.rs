@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use lambda_http::http::header;
 use lambda_http::{Body, Request, RequestExt, Response};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::app::ports::{Clock, SystemClock, TaskStore};
 use crate::app::record::{Outcome, Recorder};
@@ -49,7 +49,8 @@ impl<T: TaskStore> Ingest<T> {
         &self.recorder
     }
 
-    /// Token, method, size, then the body. `now` is seconds since the epoch.
+    /// Token, method, size, then the body. `now` is seconds since the epoch. A body that passes
+    /// the token and method checks but cannot be recorded is quarantined before it is refused.
     pub async fn handle(&self, delivery: Delivery<'_>, now: u64) -> Result<(Callback, Outcome)> {
         let token = delivery
             .path
@@ -62,6 +63,20 @@ impl<T: TaskStore> Ingest<T> {
         if !delivery.method.eq_ignore_ascii_case("POST") {
             return Err(Error::MethodNotAllowed(delivery.method.to_owned()));
         }
+        match self.admit(delivery, now).await {
+            Err(err @ (Error::BadCallback(_) | Error::TooLarge(_) | Error::StorageRejected(_))) => {
+                let reason = err.to_string();
+                self.recorder
+                    .quarantine(delivery.body, delivery.content_type, &reason, now)
+                    .await?;
+                warn!(reason = %reason, bytes = delivery.body.len(), "body quarantined");
+                Err(err)
+            }
+            other => other,
+        }
+    }
+
+    async fn admit(&self, delivery: Delivery<'_>, now: u64) -> Result<(Callback, Outcome)> {
         if delivery.body.len() > MAX_BODY_BYTES {
             return Err(Error::TooLarge(format!(
                 "body is {} bytes, over the {MAX_BODY_BYTES}-byte limit",

@@ -5,6 +5,7 @@ pub mod budget;
 pub mod http;
 pub mod inline;
 pub mod logs;
+pub mod metrics;
 pub mod response;
 pub mod schedule;
 pub mod stream;

@@ -27,6 +27,7 @@ pub fn error_response(err: &Error) -> Response<Body> {
         Error::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
         Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
         Error::BadCallback(_) => (StatusCode::BAD_REQUEST, "not_a_callback"),
+        Error::StorageRejected(_) => (StatusCode::UNPROCESSABLE_ENTITY, "not_storable"),
         Error::Storage { .. } => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     };
@@ -34,7 +35,10 @@ pub fn error_response(err: &Error) -> Response<Body> {
         // Internals stay in the log; the sender only needs to know to retry.
         Error::Storage { .. } => "storage failed; retry later".to_owned(),
         Error::UnknownToken => "not found".to_owned(),
-        Error::BadCallback(_) | Error::TooLarge(_) | Error::MethodNotAllowed(_) => err.to_string(),
+        Error::BadCallback(_)
+        | Error::TooLarge(_)
+        | Error::MethodNotAllowed(_)
+        | Error::StorageRejected(_) => err.to_string(),
         _ => "internal error".to_owned(),
     };
     if status.is_server_error() {

@@ -1,30 +1,79 @@
-//! The scheduled front end: each EventBridge tick runs one reconciliation.
+//! The scheduled front end: each EventBridge tick runs one sweep of due assets and, when
+//! MusicGPT's API is configured, one reconciliation of tasks whose callbacks never came.
+
+use std::time::Duration;
 
 use lambda_runtime::LambdaEvent;
 use serde_json::{Value, json};
 
 use crate::app::ports::{Clock, Ports, SystemClock};
 use crate::app::reconcile::Reconciler;
+use crate::app::sweep::Sweeper;
 use crate::error::Result;
+use crate::lambda::budget::{Budget, lambda_deadline};
+use crate::lambda::metrics::{Metrics, record_sweep};
 
 pub struct Schedule<P: Ports> {
-    reconciler: Reconciler<P>,
+    sweeper: Sweeper<P>,
+    reconciler: Option<Reconciler<P>>,
+    budget: Budget,
+    metrics: Option<Metrics>,
 }
 
 impl<P: Ports> Schedule<P> {
-    pub fn new(reconciler: Reconciler<P>) -> Schedule<P> {
-        Schedule { reconciler }
+    pub fn new(sweeper: Sweeper<P>, reconciler: Option<Reconciler<P>>) -> Schedule<P> {
+        Schedule {
+            sweeper,
+            reconciler,
+            budget: Budget {
+                margin: Duration::from_secs(20),
+                fallback: Duration::from_secs(240),
+            },
+            metrics: None,
+        }
+    }
+
+    pub fn with_metrics(mut self, metrics: Metrics) -> Schedule<P> {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    pub fn with_budget(mut self, budget: Budget) -> Schedule<P> {
+        self.budget = budget;
+        self
     }
 
     /// What the run did, as the invocation's result (it shows in the console and the logs).
-    pub async fn handle(&self, _event: LambdaEvent<Value>) -> Result<Value> {
-        let report = self.reconciler.run(SystemClock.now_secs()).await?;
-        Ok(json!({
-            "due": report.due,
-            "looked_up": report.looked_up,
-            "recorded": report.recorded,
-            "copied": report.copied,
-            "deferred": report.deferred,
-        }))
+    pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value> {
+        let stop = self.budget.stop(lambda_deadline(event.context.deadline));
+        let sweep = self.sweeper.run(stop).await?;
+        record_sweep(&sweep);
+        let mut result = json!({
+            "sweep": {
+                "pending": sweep.backlog.pending,
+                "oldest_unstored_age_seconds": sweep.backlog.oldest_age_secs,
+                "at_risk": sweep.backlog.at_risk,
+                "due": sweep.due,
+                "stored": sweep.stored,
+                "retry_later": sweep.retry_later,
+                "failed": sweep.failed,
+                "expired": sweep.expired,
+                "deferred": sweep.deferred,
+            }
+        });
+        if let Some(reconciler) = &self.reconciler {
+            let report = reconciler.run(SystemClock.now_secs()).await?;
+            result["reconcile"] = json!({
+                "due": report.due,
+                "looked_up": report.looked_up,
+                "recorded": report.recorded,
+                "copied": report.copied,
+                "deferred": report.deferred,
+            });
+        }
+        if let Some(metrics) = &self.metrics {
+            metrics.flush();
+        }
+        Ok(result)
     }
 }

@@ -3,8 +3,11 @@
 //! Only asset items that have just become PENDING start a copy (an INSERT, or a MODIFY from
 //! another state, such as a FAILED asset set back by hand); the engine's own writes (leases,
 //! retries, STORED) do not. An asset that fails and whose next try still fits in this
-//! invocation is retried here after its backoff; otherwise its record is reported in
-//! `batchItemFailures`, so Lambda delivers it again while the other records count as done.
+//! invocation is retried here after its backoff; one whose next try comes later is left to the
+//! sweep (it is PENDING with its `next_try_at`), so a long outage never burns the stream's
+//! retries into the dead-letter queue. Only a record whose attempt could not be recorded (or
+//! was cut short by the time budget) is reported in `batchItemFailures` for Lambda to deliver
+//! again; its asset stays PENDING for the sweep even if those deliveries run out.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -126,8 +129,8 @@ impl<P: Ports> StreamCopier<P> {
     }
 }
 
-/// Tries until the asset is settled, waiting out backoffs while they fit before `stop`.
-/// `false`: the record must be delivered again.
+/// Tries until the asset is settled, waiting out backoffs while they fit before `stop`; a
+/// later next try is the sweep's. `false`: the record must be delivered again.
 async fn settle<P: Ports>(engine: &CopyEngine<P>, asset: &AssetKey, stop: Instant) -> bool {
     loop {
         let outcome = match engine.copy(asset, Some(stop)).await {
@@ -149,7 +152,9 @@ async fn settle<P: Ports>(engine: &CopyEngine<P>, asset: &AssetKey, stop: Instan
         let wait = Duration::from_secs(wait_until.saturating_sub(SystemClock.now_secs()))
             .max(Duration::from_millis(50));
         if Instant::now() + wait + MIN_TRY_TIME > stop {
-            return false;
+            // PENDING with its next try (or another worker's lease) recorded: the sweep, or
+            // that worker, takes it from here.
+            return true;
         }
         tokio::time::sleep(wait).await;
     }

@@ -42,11 +42,12 @@ pub fn fast_options() -> SourceOptions {
 /// Retries due at once, so a test can run every attempt back to back.
 pub fn fast_policy(max_attempts: u32) -> RetryPolicy {
     RetryPolicy {
-        max_attempts,
         base_delay: Duration::ZERO,
         max_delay: Duration::ZERO,
+        // The audio server's 404s are meant: believed at once.
+        not_found_grace: Duration::ZERO,
         lease: Duration::from_secs(900),
-        lease_grace: musicgpt_webhook::domain::retry::DEFAULT_LEASE_GRACE,
+        ..RetryPolicy::with_max_attempts(max_attempts)
     }
 }
 

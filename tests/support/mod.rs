@@ -132,7 +132,12 @@ pub async fn fresh_table() -> String {
             "created_at",
             &["task_id", "item_type"],
         ))
-        .global_secondary_indexes(index(ASSETS_BY_STATE, "state", "next_try_at", &["task_id"]))
+        .global_secondary_indexes(index(
+            ASSETS_BY_STATE,
+            "state",
+            "next_try_at",
+            &["task_id", "created_at", "deadline_at"],
+        ))
         .billing_mode(BillingMode::PayPerRequest)
         .stream_specification(
             StreamSpecification::builder()
@@ -174,6 +179,25 @@ pub async fn fresh_bucket() -> String {
 }
 
 /// Every item of `table`, sorted by (pk, sk) so tests can compare whole tables.
+/// The SHA-256 of every quarantined body in the table; panics if the table holds anything
+/// else, so a refused request that wrote more than its quarantine item is caught.
+pub async fn quarantined(table: &str) -> std::collections::BTreeSet<String> {
+    let mut found = std::collections::BTreeSet::new();
+    for item in scan_all(table).await {
+        let text = |name: &str| match item.get(name) {
+            Some(AttributeValue::S(s)) => s.clone(),
+            other => panic!("{name} is not a string: {other:?} in {item:?}"),
+        };
+        assert!(
+            text("pk").starts_with("QUARANTINE#") && text("item_type") == "QUARANTINED",
+            "not a quarantine item: {item:?}"
+        );
+        assert!(!text("reason").is_empty(), "{item:?}");
+        found.insert(text("sha256"));
+    }
+    found
+}
+
 pub async fn scan_all(table: &str) -> Vec<HashMap<String, AttributeValue>> {
     let client = dynamo().await;
     let mut items = Vec::new();

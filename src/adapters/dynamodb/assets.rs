@@ -8,9 +8,9 @@ use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use serde::Deserialize;
 
-use super::{DynamoTable, key, n, s};
+use super::{ASSETS_BY_STATE, DynamoTable, key, n, s};
 use crate::app::ports::AssetStore;
-use crate::domain::asset::{AssetItem, StoredCopy, Unclaimed};
+use crate::domain::asset::{AssetItem, PendingAsset, StoredCopy, Unclaimed};
 use crate::domain::ids::Id;
 use crate::domain::keys::{self, AssetKey};
 use crate::domain::status::AssetState;
@@ -156,6 +156,30 @@ impl AssetStore for DynamoTable {
         self.under_lease(request, asset, owner).await
     }
 
+    /// EXPIRED: its deadline passed before a copy succeeded.
+    async fn mark_expired(
+        &self,
+        asset: &AssetKey,
+        owner: &str,
+        attempts: u32,
+        error: &str,
+        now: u64,
+    ) -> Result<bool> {
+        let request = self
+            .client
+            .update_item()
+            .update_expression(
+                "SET #state = :expired, attempts = :attempts, last_error = :error, \
+                 last_attempt_at = :now, expired_at = :now \
+                 REMOVE lease_owner, lease_until, next_try_at",
+            )
+            .expression_attribute_values(":expired", s(AssetState::Expired.as_str()))
+            .expression_attribute_values(":attempts", n(u64::from(attempts)))
+            .expression_attribute_values(":error", s(error))
+            .expression_attribute_values(":now", n(now));
+        self.under_lease(request, asset, owner).await
+    }
+
     /// Gives the lease up without counting an attempt (the time budget ran out).
     async fn release(&self, asset: &AssetKey, owner: &str) -> Result<bool> {
         let request = self
@@ -193,6 +217,31 @@ impl AssetStore for DynamoTable {
                         sk: listed.sk,
                     })
                     .map_err(|e| Error::storage_from("unreadable asset key", e))
+            })
+            .collect()
+    }
+
+    async fn pending_assets(&self) -> Result<Vec<PendingAsset>> {
+        let items = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(ASSETS_BY_STATE)
+            .key_condition_expression("#state = :pending")
+            .projection_expression("pk, sk, next_try_at, created_at, deadline_at")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":pending", s(AssetState::Pending.as_str()))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| Error::storage_from("Query", e))?;
+        items
+            .into_iter()
+            .map(|item| {
+                serde_dynamo::from_item(item)
+                    .map_err(|e| Error::storage_from("unreadable pending asset", e))
             })
             .collect()
     }

@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{ReturnValue, TransactWriteItem};
@@ -67,7 +68,7 @@ impl TaskStore for DynamoTable {
         ))
     }
 
-    async fn park(&self, write: &ItemWrite) -> Result<()> {
+    async fn write_once(&self, write: &ItemWrite) -> Result<()> {
         let u = update(&self.table, write)?;
         let result = self
             .client
@@ -84,6 +85,7 @@ impl TaskStore for DynamoTable {
             Ok(_) => Ok(()),
             Err(err) => match err.into_service_error() {
                 e if e.is_conditional_check_failed_exception() => Ok(()),
+                e if e.code() == Some("ValidationException") => Err(rejected(&e)),
                 e => Err(Error::storage_from("UpdateItem", e)),
             },
         }
@@ -253,6 +255,7 @@ impl DynamoTable {
         };
         let cancelled = match err.into_service_error() {
             TransactWriteItemsError::TransactionCanceledException(cancelled) => cancelled,
+            other if other.code() == Some("ValidationException") => return Err(rejected(&other)),
             other => return Err(Error::storage_from("TransactWriteItems", other)),
         };
         let mut stale_status = Vec::new();
@@ -275,6 +278,12 @@ impl DynamoTable {
                     ),
                     _,
                 ) => return Ok(Sent::Conflict),
+                (Some("ValidationError"), _) => {
+                    return Err(Error::StorageRejected(format!(
+                        "write {index}: {}",
+                        reason.message().unwrap_or("ValidationError")
+                    )));
+                }
                 (Some(code), _) => {
                     return Err(Error::storage(format!(
                         "transaction cancelled at write {index}: {code}"
@@ -312,6 +321,11 @@ impl DynamoTable {
             .expression_attribute_values(":value", s(value))
             .expression_attribute_values(":cutoff", n(cutoff))
     }
+}
+
+/// A request DynamoDB will refuse however often it is sent (an item over 400 KB).
+fn rejected(err: &impl ProvideErrorMetadata) -> Error {
+    Error::StorageRejected(err.message().unwrap_or("ValidationException").to_owned())
 }
 
 fn task_of_link(

@@ -85,8 +85,12 @@ impl HttpSource {
                 || matches!(status.as_u16(), 408 | 425 | 429)
                 || status.is_informational();
             let why = format!("answered {status}");
+            // S3 answers 403 for a missing object when the bucket cannot be listed.
+            let not_found = matches!(status.as_u16(), 403 | 404 | 410);
             return Err(if retryable {
                 Error::source(why)
+            } else if not_found {
+                Error::SourceNotFound(why)
             } else {
                 Error::SourcePermanent(why)
             });
