@@ -44,6 +44,7 @@ impl App {
             self.config.callback_retention,
         )
         .with_file_retention(self.config.copy.retry.retention)
+        .with_file_hosts(self.config.copy.source_hosts.clone())
     }
 
     /// The webhook's admission, with `WEBHOOK_TOKENS`.

@@ -301,13 +301,38 @@ async fn unknown_subtypes_and_fields_are_stored_and_acknowledged() {
         .iter()
         .find(|i| text(i, "sk").starts_with("CALLBACK#"))
         .expect("raw callback");
-    assert_eq!(text(raw, "subtype"), "music_ai_stream");
+    assert_eq!(text(raw, "subtype"), "music_ai_v3_preview");
     assert_eq!(text(raw, "kind"), "other");
     let stored: Value = serde_json::from_str(text(raw, "body")).expect("body");
     assert!(
-        stored.get("stream_url").is_some(),
+        stored.get("preview_url").is_some(),
         "unknown fields are kept: {stored}"
     );
+    assert_eq!(count_with_prefix(&items, "ASSET#"), 0);
+}
+
+#[tokio::test]
+async fn a_streaming_url_is_recorded_on_its_conversion_and_never_copied() {
+    let table = support::fresh_table().await;
+    let (status, body) = call(
+        &webhook_for(&table).await,
+        event("http-music-ai-stream.json"),
+    )
+    .await;
+    assert_eq!((status, body["files"].as_u64()), (200, Some(0)), "{body}");
+    let items = support::scan_all(&table).await;
+    let raw = items
+        .iter()
+        .find(|i| text(i, "sk").starts_with("CALLBACK#"))
+        .expect("raw callback");
+    assert_eq!(text(raw, "kind"), "streaming_url");
+    let conversion = items
+        .iter()
+        .find(|i| text(i, "sk").starts_with("CONVERSION#"))
+        .expect("conversion");
+    assert!(text(conversion, "streaming_url").ends_with("index.m3u8"));
+    assert!(number(conversion, "streaming_url_at") > 0.0);
+    assert!(conversion.get("status").is_none(), "a preview is not the finished song");
     assert_eq!(count_with_prefix(&items, "ASSET#"), 0);
 }
 

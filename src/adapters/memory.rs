@@ -359,14 +359,32 @@ fn apply_write(items: &mut BTreeMap<(String, String), Item>, write: &ItemWrite) 
         .entry((write.pk.clone(), write.sk.clone()))
         .or_insert_with(|| key_item(&write.pk, &write.sk));
     for (name, value) in write.set.iter().chain(&write.guarded) {
-        item.insert((*name).to_owned(), value.clone());
+        item.insert((*name).to_owned(), as_stored(value));
     }
     for (name, value) in &write.set_if_absent {
-        item.entry(*name).or_insert_with(|| value.clone());
+        item.entry(*name).or_insert_with(|| as_stored(value));
     }
     for (name, amount) in &write.add {
         let current = item.get(*name).and_then(Value::as_i64).unwrap_or(0);
         item.insert((*name).to_owned(), json!(current + amount));
+    }
+}
+
+/// A value as DynamoDB gives it back: its numbers are decimals, so `3.0` comes back as `3`.
+fn as_stored(value: &Value) -> Value {
+    match value {
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 9.0e15 => {
+                // Exact: integral and within f64's 53-bit mantissa.
+                json!(f as i64)
+            }
+            _ => value.clone(),
+        },
+        Value::Array(items) => Value::Array(items.iter().map(as_stored).collect()),
+        Value::Object(map) => {
+            Value::Object(map.iter().map(|(k, v)| (k.clone(), as_stored(v))).collect())
+        }
+        other => other.clone(),
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tracing::warn;
 
 use crate::app::ports::{Applied, TaskStore};
-use crate::domain::callback::Callback;
+use crate::domain::callback::{Callback, MUSICGPT_HOSTS};
 use crate::domain::ids::Id;
 use crate::domain::keys::KeyPrefix;
 use crate::domain::plan::{self, RecordContext};
@@ -51,6 +51,8 @@ pub struct Recorder<T> {
     key_prefix: KeyPrefix,
     retention_secs: u64,
     files: FileRetention,
+    /// Where MusicGPT's files are: an URL on one of these hosts is a file to copy.
+    file_hosts: Vec<String>,
 }
 
 impl<T: TaskStore> Recorder<T> {
@@ -60,7 +62,19 @@ impl<T: TaskStore> Recorder<T> {
             key_prefix,
             retention_secs: retention.as_secs(),
             files: FileRetention::default(),
+            file_hosts: MUSICGPT_HOSTS.iter().map(|h| (*h).to_owned()).collect(),
         }
+    }
+
+    /// `SOURCE_HOSTS`: an URL on one of them, in a field not known to hold a file, is a file.
+    pub fn with_file_hosts(mut self, hosts: Vec<String>) -> Recorder<T> {
+        self.file_hosts = hosts;
+        self
+    }
+
+    /// A body as a callback, with this deployment's file hosts.
+    pub fn parse(&self, body: &[u8], content_type: Option<&str>) -> Result<Callback> {
+        Callback::parse_for(body, content_type, &self.file_hosts)
     }
 
     /// How long MusicGPT keeps files, which fixes each new asset's deadline.
@@ -157,7 +171,7 @@ impl<T: TaskStore> Recorder<T> {
     /// Records, under `task`, every callback that was parked on `conversion`.
     async fn adopt_parked(&self, conversion: &Id, task: &Id, ctx: &RecordContext) -> Result<()> {
         for body in self.store.parked_bodies(conversion).await? {
-            let mut parked = match Callback::parse(body.as_bytes(), None) {
+            let mut parked = match self.parse(body.as_bytes(), None) {
                 Ok(parked) => parked,
                 Err(err) => {
                     warn!(conversion_id = %conversion, error = %err, "skipping unreadable parked callback");

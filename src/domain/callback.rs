@@ -5,9 +5,14 @@
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use crate::domain::conversion::ConversionType;
 use crate::domain::ids::Id;
 use crate::domain::keys::{AssetKind, AssetRef};
 use crate::domain::media::extension_of;
+use crate::domain::outputs::{
+    DATA_FIELDS, FILE_FIELDS, FileRole, NOT_FILES, STEM_MAP_FIELDS, STREAM_FIELDS, STREAM_SUBTYPES,
+    TRANSCRIPT_FIELDS, output_for_extension,
+};
 use crate::domain::status::TaskStatus;
 use crate::error::{Error, Result};
 
@@ -24,6 +29,14 @@ pub enum CallbackKind {
     AlbumCover,
     /// Stem extraction: `audio_url` / `audio_url_wav` are maps of stem name to URL.
     Stems,
+    /// Audio to MIDI: the `.mid`, and optionally a rendering and the note events.
+    Midi,
+    /// Key and BPM extraction: data (`dominant_key`, `bpm`, `key_changes`), maybe a file.
+    KeyBpm,
+    /// Transcription: a transcript as text, or a file.
+    Transcript,
+    /// Music AI V2's streaming-URL webhook: a live preview, recorded, never copied.
+    StreamingUrl,
     /// A callback that reports a failure (`success: false`, status FAILED or ERROR).
     Failure,
     /// Anything else: stored and acknowledged, never rejected. Holds the subtype, if any.
@@ -37,6 +50,10 @@ impl CallbackKind {
             CallbackKind::LyricsTimestamped => "lyrics_timestamped",
             CallbackKind::AlbumCover => "album_cover",
             CallbackKind::Stems => "stems",
+            CallbackKind::Midi => "midi",
+            CallbackKind::KeyBpm => "key_bpm",
+            CallbackKind::Transcript => "transcript",
+            CallbackKind::StreamingUrl => "streaming_url",
             CallbackKind::Failure => "failure",
             CallbackKind::Other(_) => "other",
         }
@@ -62,7 +79,10 @@ pub struct Callback {
     /// Absent when the callback says nothing about status.
     pub status: Option<TaskStatus>,
     pub message: Option<String>,
+    /// As the callback spells it ("Music AI", "MUSIC_AI", ...).
     pub conversion_type: Option<String>,
+    /// The same, understood (`None` when missing or unknown).
+    pub conversion_kind: Option<ConversionType>,
     pub title: Option<String>,
     pub lyrics: Option<String>,
     pub lyrics_timestamped: Option<Value>,
@@ -72,22 +92,17 @@ pub struct Callback {
     pub flag_reason: Option<String>,
     pub created_at: Option<String>,
     pub updated_at: Option<String>,
+    /// Data outputs (key, BPM, key changes, ...), by attribute name.
+    pub data: Vec<(&'static str, Value)>,
+    pub transcript: Option<String>,
+    /// A live preview's URL (the streaming-URL webhook): recorded, never copied.
+    pub streaming_url: Option<String>,
     pub sources: Vec<AssetSource>,
     /// SHA-256 of the canonical JSON form: equal for redeliveries however they are formatted.
     pub sha256: String,
     /// The canonical JSON form, kept for audit and replay (unknown fields included).
     pub canonical_json: String,
 }
-
-const URL_FIELDS: &[&str] = &[
-    "audio_url",
-    "audio_url_wav",
-    "conversion_path",
-    "conversion_path_wav",
-    "image_path",
-    "album_cover_path",
-    "output_file_path",
-];
 
 /// Turns a request body into the callback's fields: form-encoded bodies become a map of
 /// strings, everything else is read as JSON whatever its declared type.
@@ -121,12 +136,29 @@ pub fn decode_body(body: &[u8], content_type: Option<&str>) -> Result<Map<String
     }
 }
 
+/// MusicGPT's buckets: where its files are (`SOURCE_HOSTS` by default).
+pub const MUSICGPT_HOSTS: &[&str] = &["lalals.s3.amazonaws.com", "musicgpt.s3.amazonaws.com"];
+
 impl Callback {
+    /// Parses with MusicGPT's own hosts as the hosts whose URLs count as files.
     pub fn parse(body: &[u8], content_type: Option<&str>) -> Result<Callback> {
-        Callback::from_fields(decode_body(body, content_type)?)
+        Callback::parse_for(body, content_type, &default_hosts())
+    }
+
+    /// `hosts`: an URL on one of them, in a field not known to hold a file, is a file too.
+    pub fn parse_for(
+        body: &[u8],
+        content_type: Option<&str>,
+        hosts: &[String],
+    ) -> Result<Callback> {
+        Callback::from_fields_for(decode_body(body, content_type)?, hosts)
     }
 
     pub fn from_fields(fields: Map<String, Value>) -> Result<Callback> {
+        Callback::from_fields_for(fields, &default_hosts())
+    }
+
+    pub fn from_fields_for(fields: Map<String, Value>, hosts: &[String]) -> Result<Callback> {
         let canonical_json = Value::Object(fields.clone()).to_string();
         let sha256 = hex::encode(Sha256::digest(canonical_json.as_bytes()));
         let f = Fields(&fields);
@@ -140,28 +172,70 @@ impl Callback {
         if task_id.is_none() && conversion_id.is_none() {
             return Err(bad("no usable id: task_id or conversion_id is required"));
         }
-        for field in URL_FIELDS {
-            f.check_url_field_type(field)?;
+        for (field, role) in FILE_FIELDS {
+            f.check_url_field_type(
+                field,
+                matches!(role, FileRole::Audio { .. } | FileRole::Wav),
+            )?;
         }
 
         let subtype = f.text("subtype");
         let success = f.boolean("success");
         let status = f.text("status").map(|s| TaskStatus::parse(&s));
         let failed = success == Some(false) || status.as_ref().is_some_and(TaskStatus::is_failure);
-        let stem_maps = [f.stem_map("audio_url")?, f.stem_map("audio_url_wav")?];
-        let is_stems = stem_maps.iter().any(Option::is_some);
+        let conversion_type = f.text("conversion_type");
+        let conversion_kind = conversion_type.as_deref().and_then(ConversionType::parse);
+        let mut stem_maps = Vec::new();
+        for (field, role) in STEM_MAP_FIELDS {
+            if let (Some(map), FileRole::StemMap { default_ext }) = (f.stem_map(field)?, role) {
+                stem_maps.push((*field, *default_ext, map));
+            }
+        }
+        let data = data_outputs(&f);
+        let transcript = TRANSCRIPT_FIELDS.iter().find_map(|k| f.text(k));
+        let streaming_url = STREAM_FIELDS.iter().find_map(|k| f.text(k));
+        let files: Vec<Named> = named_files(&f, conversion_id.as_ref(), &stem_maps, hosts);
+        let has_files = !files.is_empty() || !stem_maps.is_empty();
+        let has_output = |name: &str| {
+            files
+                .iter()
+                .any(|n| matches!(&n.source.asset.kind, AssetKind::Output { name: o, .. } if o.as_str() == name))
+        };
 
         let kind = match subtype.as_deref() {
             _ if failed => CallbackKind::Failure,
             Some("lyrics_timestamped") => CallbackKind::LyricsTimestamped,
             Some("album_cover_generation") => CallbackKind::AlbumCover,
-            Some("music_ai") | None if is_stems => CallbackKind::Stems,
+            Some(s) if STREAM_SUBTYPES.contains(&s) => CallbackKind::StreamingUrl,
+            Some("music_ai") | None if streaming_url.is_some() && !has_files => {
+                CallbackKind::StreamingUrl
+            }
+            Some("music_ai") | None if !stem_maps.is_empty() => CallbackKind::Stems,
+            Some("music_ai") | None
+                if conversion_kind == Some(ConversionType::KeyBpmExtraction)
+                    || data
+                        .iter()
+                        .any(|(name, _)| *name == "bpm" || *name == "key") =>
+            {
+                CallbackKind::KeyBpm
+            }
+            Some("music_ai") | None
+                if conversion_kind == Some(ConversionType::AudioToMidi) || has_output("midi") =>
+            {
+                CallbackKind::Midi
+            }
+            Some("music_ai") | None
+                if conversion_kind == Some(ConversionType::AudioTranscription)
+                    || transcript.is_some() =>
+            {
+                CallbackKind::Transcript
+            }
             Some("music_ai") => CallbackKind::Audio,
             Some(other) => CallbackKind::Other(Some(other.to_owned())),
             None if f.text("image_path").is_some() && conversion_id.is_none() => {
                 CallbackKind::AlbumCover
             }
-            None if URL_FIELDS.iter().any(|k| f.text(k).is_some()) => CallbackKind::Audio,
+            None if has_files => CallbackKind::Audio,
             None if f.0.contains_key("lyrics_timestamped") && f.text("lyrics").is_none() => {
                 CallbackKind::LyricsTimestamped
             }
@@ -169,10 +243,22 @@ impl Callback {
         };
 
         let sources = match kind {
-            CallbackKind::Audio => audio_sources(&f, conversion_id.as_ref(), &[]),
-            CallbackKind::AlbumCover => cover_sources(&f),
-            CallbackKind::Stems => stem_sources(&f, conversion_id.as_ref(), stem_maps),
-            _ => Vec::new(),
+            CallbackKind::Failure
+            | CallbackKind::LyricsTimestamped
+            | CallbackKind::StreamingUrl
+            | CallbackKind::Other(_) => Vec::new(),
+            CallbackKind::AlbumCover => files
+                .into_iter()
+                .filter(|n| matches!(n.source.asset.kind, AssetKind::Cover { .. }))
+                .map(|n| n.source)
+                .collect(),
+            _ => {
+                let mut sources = stem_sources(conversion_id.as_ref(), &stem_maps);
+                for named in files {
+                    push_unique(&mut sources, named.source.asset, named.source.url);
+                }
+                sources
+            }
         };
         if sources.len() > MAX_ASSETS_PER_CALLBACK {
             return Err(bad(&format!(
@@ -194,7 +280,8 @@ impl Callback {
             success,
             status,
             message,
-            conversion_type: f.text("conversion_type"),
+            conversion_type,
+            conversion_kind,
             title: f.text("title"),
             lyrics: f.text("lyrics"),
             lyrics_timestamped: f.json("lyrics_timestamped"),
@@ -204,6 +291,9 @@ impl Callback {
             flag_reason: (!failed).then(|| f.text("reason")).flatten(),
             created_at: f.text("createdAt").or_else(|| f.text("created_at")),
             updated_at: f.text("updatedAt").or_else(|| f.text("updated_at")),
+            data,
+            transcript,
+            streaming_url,
             sources,
             sha256,
             canonical_json,
@@ -217,9 +307,15 @@ impl Callback {
         }
         match (&self.kind, self.success) {
             (CallbackKind::Failure, _) | (_, Some(false)) => Some(TaskStatus::Failed),
-            (CallbackKind::Audio | CallbackKind::AlbumCover | CallbackKind::Stems, Some(true)) => {
-                Some(TaskStatus::Completed)
-            }
+            (
+                CallbackKind::Audio
+                | CallbackKind::AlbumCover
+                | CallbackKind::Stems
+                | CallbackKind::Midi
+                | CallbackKind::KeyBpm
+                | CallbackKind::Transcript,
+                Some(true),
+            ) => Some(TaskStatus::Completed),
             _ => None,
         }
     }
@@ -229,92 +325,153 @@ fn bad(message: &str) -> Error {
     Error::BadCallback(message.to_owned())
 }
 
-/// `stem_fields` are the URL fields that held stem maps, not one file.
-fn audio_sources(f: &Fields, conversion: Option<&Id>, stem_fields: &[&str]) -> Vec<AssetSource> {
-    let mut sources = Vec::new();
-    // Earlier fields win when two name the same file (conversion_path and audio_url both mp3).
-    let candidates = [
-        ("conversion_path", "mp3"),
-        ("audio_url", "mp3"),
-        ("output_file_path", "mp3"),
-        ("conversion_path_wav", "wav"),
-        ("audio_url_wav", "wav"),
-    ];
-    for (field, default_ext) in candidates {
-        if stem_fields.contains(&field) {
+fn default_hosts() -> Vec<String> {
+    MUSICGPT_HOSTS.iter().map(|h| (*h).to_owned()).collect()
+}
+
+/// A stem map found in a field: (field, default extension, stem name -> URL).
+type StemMap = (&'static str, &'static str, Vec<(Id, String)>);
+
+/// A file the callback names, and the field it came from.
+struct Named {
+    source: AssetSource,
+}
+
+/// Every single-URL file field: the known ones by their role (in `FILE_FIELDS` order, so the
+/// first of two fields naming the same file wins), then any other field holding an URL on one
+/// of `hosts`, stored under the field's own name.
+fn named_files(
+    f: &Fields,
+    conversion: Option<&Id>,
+    stem_maps: &[StemMap],
+    hosts: &[String],
+) -> Vec<Named> {
+    let mut files: Vec<Named> = Vec::new();
+    let mut push = |kind: AssetKind, url: String| {
+        let asset = AssetRef {
+            conversion: match kind {
+                AssetKind::Cover { .. } => None,
+                _ => conversion.cloned(),
+            },
+            kind,
+        };
+        if !files.iter().any(|n| n.source.asset == asset) {
+            files.push(Named {
+                source: AssetSource { asset, url },
+            });
+        }
+    };
+    let held_stems = |field: &str| stem_maps.iter().any(|(f, _, _)| *f == field);
+    for (field, role) in FILE_FIELDS {
+        if held_stems(field) {
             continue;
         }
         let Some(url) = f.text(field) else { continue };
-        let ext = if default_ext == "wav" {
-            "wav"
-        } else {
-            extension_of(&url).unwrap_or(default_ext)
+        let found = extension_of(&url);
+        let kind = match role {
+            FileRole::Audio { default_ext } => match found.and_then(output_for_extension) {
+                Some(name) => output(name, found.unwrap_or("bin")),
+                None => AssetKind::Audio {
+                    ext: found.unwrap_or(default_ext),
+                },
+            },
+            FileRole::Wav => AssetKind::Audio { ext: "wav" },
+            FileRole::Cover => AssetKind::Cover {
+                ext: found.unwrap_or("png"),
+            },
+            FileRole::Output(name) => output(name, found.unwrap_or("bin")),
+            FileRole::StemMap { .. } => continue,
         };
-        let asset = AssetRef {
-            conversion: conversion.cloned(),
-            kind: AssetKind::Audio { ext },
+        push(kind, url);
+    }
+    for (field, value) in f.0 {
+        let known = FILE_FIELDS.iter().any(|(k, _)| k == field)
+            || STEM_MAP_FIELDS.iter().any(|(k, _)| k == field)
+            || STREAM_FIELDS.contains(&field.as_str())
+            || NOT_FILES.contains(&field.as_str());
+        let Some(url) = value.as_str() else { continue };
+        let Some(name) = Id::parse(field) else {
+            continue;
         };
-        push_unique(&mut sources, asset, url);
+        if known || !on_hosts(url, hosts) || url.to_ascii_lowercase().contains(".m3u8") {
+            continue;
+        }
+        let ext = extension_of(url).unwrap_or("bin");
+        push(AssetKind::Output { name, ext }, url.to_owned());
+    }
+    files
+}
+
+fn output(name: &'static str, ext: &'static str) -> AssetKind {
+    match Id::parse(name) {
+        Some(name) => AssetKind::Output { name, ext },
+        // The names in outputs.rs are ids (a unit test checks it).
+        None => AssetKind::Audio { ext },
+    }
+}
+
+/// Whether `url` is an http(s) URL on one of `hosts`; the copy's guard checks it for real.
+fn on_hosts(url: &str, hosts: &[String]) -> bool {
+    let Some(rest) = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = match authority.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => authority,
+    };
+    let host = host.trim_matches(['[', ']']).to_ascii_lowercase();
+    hosts
+        .iter()
+        .any(|h| h.trim_matches(['[', ']']).eq_ignore_ascii_case(&host))
+}
+
+fn stem_sources(conversion: Option<&Id>, stem_maps: &[StemMap]) -> Vec<AssetSource> {
+    let mut sources = Vec::new();
+    for (_, default_ext, map) in stem_maps {
+        for (name, url) in map {
+            let ext = if *default_ext == "wav" {
+                "wav"
+            } else {
+                extension_of(url).unwrap_or(default_ext)
+            };
+            let kind = AssetKind::Stem {
+                name: name.clone(),
+                ext,
+            };
+            push_unique(
+                &mut sources,
+                AssetRef {
+                    conversion: conversion.cloned(),
+                    kind,
+                },
+                url.clone(),
+            );
+        }
     }
     sources
 }
 
-fn cover_sources(f: &Fields) -> Vec<AssetSource> {
-    let mut sources = Vec::new();
-    for field in ["image_path", "album_cover_path"] {
-        let Some(url) = f.text(field) else { continue };
-        let ext = extension_of(&url).unwrap_or("png");
-        push_unique(
-            &mut sources,
-            AssetRef {
-                conversion: None,
-                kind: AssetKind::Cover { ext },
-            },
-            url,
-        );
+/// The data outputs, first field per attribute wins.
+fn data_outputs(f: &Fields) -> Vec<(&'static str, Value)> {
+    let mut data: Vec<(&'static str, Value)> = Vec::new();
+    for (field, attribute) in DATA_FIELDS {
+        if data.iter().any(|(a, _)| a == attribute) {
+            continue;
+        }
+        let value = match *attribute {
+            "bpm" => f.number(field).map(Value::from),
+            "key_changes" => f.json(field),
+            _ => f.text(field).map(Value::String),
+        };
+        if let Some(value) = value {
+            data.push((attribute, value));
+        }
     }
-    sources
-}
-
-fn stem_sources(
-    f: &Fields,
-    conversion: Option<&Id>,
-    stem_maps: [Option<Vec<(Id, String)>>; 2],
-) -> Vec<AssetSource> {
-    let [mp3_map, wav_map] = stem_maps;
-    let stem_fields: Vec<&str> = [("audio_url", &mp3_map), ("audio_url_wav", &wav_map)]
-        .into_iter()
-        .filter_map(|(field, map)| map.is_some().then_some(field))
-        .collect();
-    let mut sources = Vec::new();
-    for (name, url) in mp3_map.unwrap_or_default() {
-        let ext = extension_of(&url).unwrap_or("mp3");
-        let kind = AssetKind::Stem { name, ext };
-        push_unique(
-            &mut sources,
-            AssetRef {
-                conversion: conversion.cloned(),
-                kind,
-            },
-            url,
-        );
-    }
-    for (name, url) in wav_map.unwrap_or_default() {
-        let kind = AssetKind::Stem { name, ext: "wav" };
-        push_unique(
-            &mut sources,
-            AssetRef {
-                conversion: conversion.cloned(),
-                kind,
-            },
-            url,
-        );
-    }
-    // A stems callback may still carry a plain mix next to the maps.
-    for source in audio_sources(f, conversion, &stem_fields) {
-        push_unique(&mut sources, source.asset, source.url);
-    }
-    sources
+    data
 }
 
 fn push_unique(sources: &mut Vec<AssetSource>, asset: AssetRef, url: String) {
@@ -392,10 +549,12 @@ impl Fields<'_> {
         })
     }
 
-    fn check_url_field_type(&self, key: &str) -> Result<()> {
+    /// A file field holds an URL string; one that may hold stems may hold a map too.
+    fn check_url_field_type(&self, key: &str, may_hold_stems: bool) -> Result<()> {
+        let stems = may_hold_stems && STEM_MAP_FIELDS.iter().any(|(k, _)| *k == key);
         match self.get(key) {
             None | Some(Value::String(_)) => Ok(()),
-            Some(Value::Object(_)) if key == "audio_url" || key == "audio_url_wav" => Ok(()),
+            Some(Value::Object(_)) if stems => Ok(()),
             Some(_) => Err(bad(&format!("{key}: must be a URL string"))),
         }
     }
@@ -511,12 +670,90 @@ mod tests {
 
     #[test]
     fn unknown_subtypes_are_kept_without_files() {
-        let cb =
-            parse(r#"{"subtype":"music_ai_stream","task_id":"t","stream_url":"https://h/s.m3u8"}"#)
-                .expect("valid");
-        assert_eq!(cb.kind, CallbackKind::Other(Some("music_ai_stream".into())));
-        assert!(cb.canonical_json.contains("stream_url"));
+        let cb = parse(
+            r#"{"subtype":"music_ai_v3_preview","task_id":"t","preview":"https://lalals.s3.amazonaws.com/p.mp3"}"#,
+        )
+        .expect("valid");
+        assert_eq!(
+            cb.kind,
+            CallbackKind::Other(Some("music_ai_v3_preview".into()))
+        );
+        assert!(cb.canonical_json.contains("preview"));
         assert!(cb.sources.is_empty());
+    }
+
+    #[test]
+    fn a_streaming_url_is_recorded_never_copied_and_never_a_status() {
+        for body in [
+            r#"{"subtype":"music_ai_stream","task_id":"t","conversion_id":"c","stream_url":"https://lalals.s3.amazonaws.com/s.m3u8"}"#,
+            r#"{"task_id":"t","conversion_id":"c","streaming_url":"https://lalals.s3.amazonaws.com/s.m3u8","success":true}"#,
+        ] {
+            let cb = parse(body).expect("valid");
+            assert_eq!(cb.kind, CallbackKind::StreamingUrl, "{body}");
+            assert!(cb.sources.is_empty());
+            assert_eq!(
+                cb.effective_status(),
+                None,
+                "a preview is not the finished song"
+            );
+            assert!(
+                cb.streaming_url
+                    .as_deref()
+                    .is_some_and(|u| u.ends_with(".m3u8"))
+            );
+        }
+    }
+
+    #[test]
+    fn every_output_is_a_file_with_a_clear_name_and_data_is_kept() {
+        let midi = parse(
+            r#"{"task_id":"t","conversion_id":"c","conversion_type":"Audio To MIDI","success":true,
+            "conversion_path":"https://lalals.s3.amazonaws.com/c.mid",
+            "conversion_path_wav":"https://lalals.s3.amazonaws.com/c.wav",
+            "note_events_path":"https://lalals.s3.amazonaws.com/c.csv"}"#,
+        )
+        .expect("valid");
+        assert_eq!(midi.kind, CallbackKind::Midi);
+        let keys: Vec<String> = midi
+            .sources
+            .iter()
+            .map(|s| {
+                s.asset.object_key(
+                    &crate::domain::keys::KeyPrefix::default(),
+                    &Id::parse("t").expect("id"),
+                )
+            })
+            .collect();
+        assert_eq!(keys, ["t/c/midi.mid", "t/c.wav", "t/c/notes.csv"]);
+        let key_bpm = parse(
+            r#"{"task_id":"t","conversion_id":"c","dominant_key":"A minor","bpm":"120.5","key_changes":"[{\"time\":0,\"key\":\"A minor\"}]"}"#,
+        )
+        .expect("valid");
+        assert_eq!(key_bpm.kind, CallbackKind::KeyBpm);
+        assert!(
+            key_bpm
+                .data
+                .contains(&("key", serde_json::json!("A minor")))
+        );
+        assert!(key_bpm.data.contains(&("bpm", serde_json::json!(120.5))));
+        assert!(
+            key_bpm
+                .data
+                .iter()
+                .any(|(n, v)| *n == "key_changes" && v.is_array())
+        );
+        let extra = parse(
+            r#"{"task_id":"t","conversion_id":"c","conversion_path":"https://lalals.s3.amazonaws.com/c.flac",
+            "vocals_preview":"https://lalals.s3.amazonaws.com/v.ogg","elsewhere":"https://example.com/x.mp3"}"#,
+        )
+        .expect("valid");
+        let names: Vec<&str> = extra.sources.iter().map(|s| s.asset.kind.label()).collect();
+        assert_eq!(
+            names,
+            ["audio", "output"],
+            "an URL on another host is data, not a file"
+        );
+        assert_eq!(extra.sources[0].asset.kind.ext(), "flac");
     }
 
     #[test]

@@ -28,6 +28,13 @@ pub fn lyrics_sk(conversion: &Id) -> String {
     format!("LYRICS#{conversion}")
 }
 
+/// A task's own transcript, when a callback carries one but no conversion id.
+pub const TASK_TRANSCRIPT_SK: &str = "TRANSCRIPT";
+
+pub fn transcript_sk(conversion: &Id) -> String {
+    format!("TRANSCRIPT#{conversion}")
+}
+
 pub fn lyrics_timestamped_sk(conversion: &Id) -> String {
     format!("LYRICS_TIMESTAMPED#{conversion}")
 }
@@ -64,6 +71,9 @@ pub enum AssetKind {
     Cover { ext: &'static str },
     /// One stem of a stem extraction.
     Stem { name: Id, ext: &'static str },
+    /// Any other output of a conversion (MIDI, note events, a transcript file, a file in a
+    /// field of its own), named after what it is or the field it came in.
+    Output { name: Id, ext: &'static str },
 }
 
 impl AssetKind {
@@ -73,14 +83,16 @@ impl AssetKind {
             AssetKind::Audio { .. } => "audio",
             AssetKind::Cover { .. } => "cover",
             AssetKind::Stem { .. } => "stem",
+            AssetKind::Output { .. } => "output",
         }
     }
 
     pub fn ext(&self) -> &'static str {
         match self {
-            AssetKind::Audio { ext } | AssetKind::Cover { ext } | AssetKind::Stem { ext, .. } => {
-                ext
-            }
+            AssetKind::Audio { ext }
+            | AssetKind::Cover { ext }
+            | AssetKind::Stem { ext, .. }
+            | AssetKind::Output { ext, .. } => ext,
         }
     }
 }
@@ -109,6 +121,7 @@ impl AssetRef {
             AssetKind::Audio { ext } => format!("{ASSET_SK_PREFIX}{scope}#{ext}"),
             AssetKind::Cover { .. } => format!("{ASSET_SK_PREFIX}{scope}#cover"),
             AssetKind::Stem { name, ext } => format!("{ASSET_SK_PREFIX}{scope}#stem#{name}.{ext}"),
+            AssetKind::Output { name, ext } => format!("{ASSET_SK_PREFIX}{scope}#out#{name}.{ext}"),
         }
     }
 
@@ -119,6 +132,7 @@ impl AssetRef {
             AssetKind::Audio { ext } => format!("{task}/{scope}.{ext}"),
             AssetKind::Cover { ext } => format!("{task}/cover.{ext}"),
             AssetKind::Stem { name, ext } => format!("{task}/{scope}/stems/{name}.{ext}"),
+            AssetKind::Output { name, ext } => format!("{task}/{scope}/{name}.{ext}"),
         };
         format!("{}{relative}", prefix.as_str())
     }
@@ -192,6 +206,15 @@ mod tests {
             orphan.object_key(&KeyPrefix::default(), &task),
             "t1/audio.mp3"
         );
+        let midi = AssetRef {
+            conversion: Some(id("c1")),
+            kind: AssetKind::Output {
+                name: id("midi"),
+                ext: "mid",
+            },
+        };
+        assert_eq!(midi.object_key(&prefix, &task), "music/t1/c1/midi.mid");
+        assert_eq!(midi.sort_key(&task), "ASSET#c1#out#midi.mid");
     }
 
     #[test]

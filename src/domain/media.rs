@@ -2,7 +2,8 @@
 
 /// File extensions kept as they are; anything else falls back to the kind's default.
 const KNOWN_EXTENSIONS: &[&str] = &[
-    "mp3", "wav", "flac", "m4a", "aac", "ogg", "opus", "mid", "midi", "png", "jpg", "jpeg", "webp",
+    "mp3", "wav", "flac", "m4a", "aac", "ogg", "opus", "webm", "aiff", "mid", "midi", "csv", "txt",
+    "srt", "vtt", "json", "png", "jpg", "jpeg", "webp",
 ];
 
 /// The extension of a URL's last path segment, if it is a known media extension.
@@ -24,7 +25,14 @@ pub fn content_type_for(ext: &str) -> &'static str {
         "aac" => "audio/aac",
         "ogg" => "audio/ogg",
         "opus" => "audio/opus",
+        "webm" => "audio/webm",
+        "aiff" => "audio/aiff",
         "mid" | "midi" => "audio/midi",
+        "csv" => "text/csv",
+        "txt" => "text/plain; charset=utf-8",
+        "srt" => "application/x-subrip",
+        "vtt" => "text/vtt",
+        "json" => "application/json",
         "png" => "image/png",
         "jpg" | "jpeg" => "image/jpeg",
         "webp" => "image/webp",

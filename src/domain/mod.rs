@@ -10,6 +10,7 @@ pub mod conversion;
 pub mod ids;
 pub mod keys;
 pub mod media;
+pub mod outputs;
 pub mod plan;
 pub mod quarantine;
 pub mod requests;

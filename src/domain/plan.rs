@@ -137,13 +137,14 @@ pub fn callback_plan(
     }
     if cb.conversion_id.is_none() {
         describe(&mut task_item, cb);
-        writes.extend(lyrics_item(
-            &pk,
-            keys::TASK_LYRICS_SK.to_owned(),
-            task,
-            None,
-            cb,
-        ));
+        record_stream(&mut task_item, cb, ctx);
+        let task_sks = [
+            (keys::TASK_LYRICS_SK, Text::Lyrics),
+            (keys::TASK_TRANSCRIPT_SK, Text::Transcript),
+        ];
+        for (sk, text) in task_sks {
+            writes.extend(text_item(&pk, sk.to_owned(), task, None, cb, text));
+        }
     }
     guard_status(&mut task_item, cb);
     writes.push(task_item);
@@ -151,14 +152,24 @@ pub fn callback_plan(
     if let Some(conversion) = &cb.conversion_id {
         let mut item = conversion_item(&pk, task, conversion, ctx);
         describe(&mut item, cb);
+        record_stream(&mut item, cb, ctx);
         guard_status(&mut item, cb);
         writes.push(item);
-        writes.extend(lyrics_item(
+        writes.extend(text_item(
             &pk,
             keys::lyrics_sk(conversion),
             task,
             Some(conversion),
             cb,
+            Text::Lyrics,
+        ));
+        writes.extend(text_item(
+            &pk,
+            keys::transcript_sk(conversion),
+            task,
+            Some(conversion),
+            cb,
+            Text::Transcript,
         ));
         if let Some(lyrics) = &cb.lyrics_timestamped {
             let mut item = ItemWrite::new(pk.clone(), keys::lyrics_timestamped_sk(conversion))
@@ -199,6 +210,10 @@ pub fn callback_plan(
             keys::AssetKind::Stem { name, .. } => Some(json!(name)),
             _ => None,
         };
+        let output = match &asset.kind {
+            keys::AssetKind::Output { name, .. } => Some(json!(name)),
+            _ => None,
+        };
         writes.push(
             ItemWrite::new(pk.clone(), asset.sort_key(task))
                 .set_if_absent("item_type", json!(ItemType::Asset))
@@ -206,6 +221,7 @@ pub fn callback_plan(
                 .set_if_absent("conversion_id", asset.conversion.as_ref().map(|c| json!(c)))
                 .set_if_absent("asset_kind", json!(asset.kind.label()))
                 .set_if_absent("stem", stem)
+                .set_if_absent("output", output)
                 .set_if_absent("ext", json!(asset.kind.ext()))
                 .set_if_absent("source_url", json!(source.url))
                 .set_if_absent("s3_key", json!(asset.object_key(&ctx.key_prefix, task)))
@@ -289,7 +305,11 @@ fn describe(item: &mut ItemWrite, cb: &Callback) {
         ),
     ];
     let has_status = cb.effective_status().is_some();
-    for (name, value) in fields {
+    let data = cb
+        .data
+        .iter()
+        .map(|(name, value)| (*name, Some(value.clone())));
+    for (name, value) in fields.into_iter().chain(data) {
         let Some(value) = value else { continue };
         if has_status {
             item.guarded.push((name, value));
@@ -299,31 +319,50 @@ fn describe(item: &mut ItemWrite, cb: &Callback) {
     }
 }
 
-/// Lyrics can be as large as a whole callback, so each text lives in an item of its own: no
-/// item then ever holds two of them, and every item stays under DynamoDB's 400 KB. The text is
-/// owned as the descriptive fields are (by the newest status, else only filled in).
-fn lyrics_item(
+/// The texts that can be as large as a whole callback.
+#[derive(Clone, Copy)]
+enum Text {
+    Lyrics,
+    Transcript,
+}
+
+/// Each large text lives in an item of its own: no item then ever holds two of them, and every
+/// item stays under DynamoDB's 400 KB. The text is owned as the descriptive fields are (by the
+/// newest status, else only filled in).
+fn text_item(
     pk: &str,
     sk: String,
     task: &Id,
     conversion: Option<&Id>,
     cb: &Callback,
+    text: Text,
 ) -> Option<ItemWrite> {
-    let lyrics = cb.lyrics.as_ref()?;
+    let (value, item_type, attribute) = match text {
+        Text::Lyrics => (cb.lyrics.as_ref()?, ItemType::Lyrics, "lyrics"),
+        Text::Transcript => (cb.transcript.as_ref()?, ItemType::Transcript, "transcript"),
+    };
     let mut item = ItemWrite::new(pk.to_owned(), sk)
-        .set("item_type", json!(ItemType::Lyrics))
+        .set("item_type", json!(item_type))
         .set("task_id", json!(task))
         .set("conversion_id", conversion.map(|c| json!(c)));
     match cb.effective_status() {
         Some(status) => {
             let order = status_order(&status, cb.updated_at.as_deref(), &cb.sha256);
-            item.guarded.push(("lyrics", json!(lyrics)));
+            item.guarded.push((attribute, json!(value)));
             item.guarded.push(("status_order", json!(order)));
             item.condition = Condition::NewerStatus(order);
         }
-        None => item.set_if_absent.push(("lyrics", json!(lyrics))),
+        None => item.set_if_absent.push((attribute, json!(value))),
     }
     Some(item)
+}
+
+/// A live preview's URL and when it came, never taken for the finished song.
+fn record_stream(item: &mut ItemWrite, cb: &Callback, ctx: &RecordContext) {
+    if let Some(url) = &cb.streaming_url {
+        item.set.push(("streaming_url", json!(url)));
+        item.set.push(("streaming_url_at", json!(ctx.now)));
+    }
 }
 
 fn guard_status(item: &mut ItemWrite, cb: &Callback) {

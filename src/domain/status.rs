@@ -138,6 +138,8 @@ pub enum ItemType {
     Lyrics,
     /// A conversion's timestamped lyrics, kept apart for the same reason.
     LyricsTimestamped,
+    /// A transcription's text, kept apart for the same reason.
+    Transcript,
     /// A body that came with the right token but could not be recorded.
     Quarantined,
 }
@@ -153,6 +155,7 @@ impl ItemType {
             ItemType::Parked => "PARKED",
             ItemType::Lyrics => "LYRICS",
             ItemType::LyricsTimestamped => "LYRICS_TIMESTAMPED",
+            ItemType::Transcript => "TRANSCRIPT",
             ItemType::Quarantined => "QUARANTINED",
         }
     }

@@ -83,7 +83,7 @@ impl<T: TaskStore> Ingest<T> {
                 delivery.body.len()
             )));
         }
-        let callback = Callback::parse(delivery.body, delivery.content_type)?;
+        let callback = self.recorder.parse(delivery.body, delivery.content_type)?;
         if callback.canonical_json.len() > MAX_STORED_BYTES {
             return Err(Error::TooLarge(format!(
                 "callback is {} bytes, over the {MAX_STORED_BYTES} bytes one table item can hold",
