@@ -17,7 +17,7 @@ import sys
 import time
 
 import local_stack
-from local_stack import CALLBACKS, SONGS, TASK, Stack, log
+from local_stack import CALLBACKS, SONGS, STEMS, STEMS_CONVERSION, STEMS_TASK, TASK, Stack, log
 
 
 def expected_objects(stack: Stack) -> dict[str, bytes]:
@@ -26,6 +26,11 @@ def expected_objects(stack: Stack) -> dict[str, bytes]:
     for song in SONGS:
         for ext in ("mp3", "wav"):
             want[f"{prefix}{TASK}/{song}.{ext}"] = stack.media[f"conversions/{song}.{ext}"]
+    # The stem extraction: another conversion type, its own key layout.
+    for stem in STEMS:
+        for ext in ("mp3", "wav"):
+            source = f"conversions/{STEMS_CONVERSION}/{stem}.{ext}"
+            want[f"{prefix}{STEMS_TASK}/{STEMS_CONVERSION}/stems/{stem}.{ext}"] = stack.media[source]
     return want
 
 
@@ -75,7 +80,8 @@ def demo(stack: Stack, args) -> int:
     local_stack.QuietHandler.fail_first.add(cover_path)
 
     print(f"\n== POST {stack.webhook_url.replace(local_stack.TOKEN, '<token>')}")
-    for name in (*CALLBACKS, CALLBACKS[2]):  # the last one again: a duplicate delivery
+    # The last Music AI one again (a duplicate delivery), then a stem extraction's callback.
+    for name in (*CALLBACKS, CALLBACKS[2], "stems"):
         t0 = time.monotonic()
         status, body = stack.post(name)
         print(f"{status}  {time.monotonic() - t0:6.2f} s  {name:<18} {short(body, 90)}")
@@ -85,7 +91,8 @@ def demo(stack: Stack, args) -> int:
     want = expected_objects(stack)
     deadline = time.monotonic() + args.timeout
     while True:
-        assets = [i for i in stack.task_items() if i["sk"].startswith("ASSET#")]
+        assets = [i for task in (TASK, STEMS_TASK) for i in stack.task_items(task)
+                  if i["sk"].startswith("ASSET#")]
         pending = [a["sk"] for a in assets if a.get("state") == "PENDING"]
         if args.expect == "recorded" or (len(assets) >= len(want) and not pending):
             break
@@ -96,7 +103,9 @@ def demo(stack: Stack, args) -> int:
 
     items = stack.task_items()
     print_items(items)
-    assets = [i for i in items if i["sk"].startswith("ASSET#")]
+    stems_items = stack.task_items(STEMS_TASK)
+    print(f"\n== the stem extraction: {len(stems_items)} items of TASK#{STEMS_TASK}")
+    assets = [i for i in items + stems_items if i["sk"].startswith("ASSET#")]
     if len(assets) != len(want):
         problems.append(f"{len(assets)} asset items, expected {len(want)}")
     if args.expect == "stored":
@@ -150,7 +159,8 @@ def demo(stack: Stack, args) -> int:
             print(f"  - {problem}")
         return 1
     checked = "recorded" if args.expect == "recorded" else "stored, bytes verified"
-    print(f"\nDEMO OK: 5 callbacks + 1 duplicate accepted, {len(want)} files {checked}")
+    print(f"\nDEMO OK: a Music AI task (5 callbacks + 1 duplicate) and a stem extraction "
+          f"accepted, {len(want)} files {checked}")
     return 0
 
 

@@ -39,6 +39,10 @@ SONGS = ("05092d5c-f8b1-4c96-a4a3-45bc00de6268", "52fcd3b6-3925-41ed-b4c6-aee17a
 # The Music AI task of events/, in an order that is not the natural one.
 CALLBACKS = ("music-ai-cover", "music-ai-lyrics-1", "music-ai-audio-1", "music-ai-audio-2",
              "music-ai-lyrics-2")
+# A conversion of another type: the stem extraction of events/http-stems.json.
+STEMS_TASK = "fc0f74e8-2a50-42e0-ae7f-855075c39176"
+STEMS_CONVERSION = "2bae5dc8-34f1-441b-97dd-7e58b5543be1"
+STEMS = ("vocals", "instrumental")
 # How often the local stand-in for the reconciler's schedule sweeps.
 SWEEP_EVERY = 5.0
 MUSICGPT_HOSTS = ("https://lalals.s3.amazonaws.com/", "https://musicgpt.s3.amazonaws.com/")
@@ -211,6 +215,10 @@ class Stack:
             sample_media.write_song(root / f"conversions/{song}.wav", 50 + 10 * n, 220 + 55 * n)
             sample_media.write_song(root / f"conversions/{song}.mp3", 6 + n, 330 + 55 * n, 1)
         sample_media.write_cover(root / f"img-gen-pipeline/{TASK}.png")
+        for n, stem in enumerate(STEMS):
+            for ext, seconds in (("mp3", 3), ("wav", 12)):
+                sample_media.write_song(root / f"conversions/{STEMS_CONVERSION}/{stem}.{ext}",
+                                        seconds + n, 180 + 90 * n, 1)
         for path in sorted(root.rglob("*.*")):
             self.media[str(path.relative_to(root))] = path.read_bytes()
         handler = functools.partial(QuietHandler, directory=str(root))
@@ -224,7 +232,7 @@ class Stack:
         """events/http-<name>.json bodies with MusicGPT's URLs pointing at the local server."""
         out = self.state / "callbacks"
         out.mkdir()
-        for name in CALLBACKS:
+        for name in (*CALLBACKS, "stems"):
             body = json.loads((EVENTS / f"http-{name}.json").read_text())["body"]
             for host in MUSICGPT_HOSTS:
                 body = body.replace(host, self.media_url)
@@ -318,12 +326,12 @@ class Stack:
              self.webhook_url],
             capture_output=True, text=True)
 
-    def task_items(self) -> list[dict]:
+    def task_items(self, task: str = TASK) -> list[dict]:
         dynamodb = self.client("dynamodb")
         items, start = [], {}
         while True:
             page = dynamodb.query(TableName=TABLE, KeyConditionExpression="pk = :pk",
-                                  ExpressionAttributeValues={":pk": {"S": f"TASK#{TASK}"}},
+                                  ExpressionAttributeValues={":pk": {"S": f"TASK#{task}"}},
                                   ConsistentRead=True, **start)
             items += [plain_item(i) for i in page["Items"]]
             if "LastEvaluatedKey" not in page:

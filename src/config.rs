@@ -3,9 +3,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::app::reconcile::ReconcileSettings;
+use crate::app::reconcile::{ByUserSettings, ReconcileSettings};
 use crate::app::sweep::SweepSettings;
 use crate::domain::api::DEFAULT_API_URL;
+use crate::domain::conversion::RateLimit;
 use crate::domain::keys::KeyPrefix;
 use crate::domain::retry::{self, FileRetention, RetryPolicy};
 use crate::domain::token::WebhookTokens;
@@ -191,16 +192,39 @@ pub fn musicgpt(vars: &impl Vars) -> Result<Option<MusicGptConfig>> {
 }
 
 /// The reconciler's settings: `RECONCILE_GRACE_MINUTES` (15), `RECONCILE_MAX_LOOKUPS` (100),
-/// `MUSICGPT_RATE_PER_MINUTE` (200, MusicGPT's byId limit).
+/// the lookup rate (`musicgpt_rate_limit`), `RECONCILE_BY_USER` (true) and
+/// `RECONCILE_FIRST_WINDOW` (24h: how far back the first byUser listing looks).
 pub fn reconcile_settings(vars: &impl Vars) -> Result<ReconcileSettings> {
     let grace_minutes: u64 = number(vars, "RECONCILE_GRACE_MINUTES", 15)?;
     let max_lookups: usize = number(vars, "RECONCILE_MAX_LOOKUPS", 100)?;
-    let rate: u64 = number(vars, "MUSICGPT_RATE_PER_MINUTE", 200)?;
+    let rate = musicgpt_rate_limit(vars)?;
+    let by_user = match optional(vars, "RECONCILE_BY_USER").as_deref() {
+        None | Some("true" | "1" | "on") => {
+            let defaults = ByUserSettings::default();
+            Some(ByUserSettings {
+                first_window: duration(vars, "RECONCILE_FIRST_WINDOW", defaults.first_window)?,
+                ..defaults
+            })
+        }
+        Some("false" | "0" | "off") => None,
+        Some(_) => return Err(invalid("RECONCILE_BY_USER", "must be true or false")),
+    };
     Ok(ReconcileSettings {
         grace: Duration::from_secs(grace_minutes * 60),
         max_lookups,
-        min_interval: Duration::from_millis(60_000 / rate.max(1)),
+        min_interval: Duration::from_millis(rate.min_interval_millis()),
+        by_user,
     })
+}
+
+/// MusicGPT's rate for lookups (byId, byUser): `MUSICGPT_RATE_PER_MINUTE`, else the byId limit
+/// of `MUSICGPT_PLAN` (free 20, plus 200, pro 500 a minute), else 200.
+pub fn musicgpt_rate_limit(vars: &impl Vars) -> Result<RateLimit> {
+    RateLimit::from_settings(
+        optional(vars, "MUSICGPT_PLAN").as_deref(),
+        optional(vars, "MUSICGPT_RATE_PER_MINUTE").as_deref(),
+    )
+    .map_err(Error::Config)
 }
 
 /// The sweep's settings: `SWEEP_BATCH` (200 copies a run), `SWEEP_CONCURRENCY` (4),

@@ -14,7 +14,7 @@ use crate::app::reconcile::Reconciler;
 use crate::app::record::Recorder;
 use crate::app::sweep::Sweeper;
 use crate::app::verify::Verifier;
-use crate::config::{self, Config, ProcessEnv, Vars};
+use crate::config::{self, Config, ProcessEnv};
 use crate::domain::conversion::RateLimit;
 use crate::error::{Error, Result};
 use crate::lambda::http::Ingest;
@@ -114,11 +114,7 @@ impl App {
 /// `MUSICGPT_PLAN` (free|plus|pro), else 200 a minute; the plan also names the limits a 429
 /// reports.
 pub fn musicgpt_rate_limit() -> Result<RateLimit> {
-    RateLimit::from_settings(
-        ProcessEnv.var("MUSICGPT_PLAN").as_deref(),
-        ProcessEnv.var("MUSICGPT_RATE_PER_MINUTE").as_deref(),
-    )
-    .map_err(Error::Config)
+    config::musicgpt_rate_limit(&ProcessEnv)
 }
 
 /// MusicGPT's API alone, without the table: the command line's lookups.

@@ -36,8 +36,10 @@ fn api(fake: &FakeMusicGpt) -> MusicGptApi {
 }
 
 fn reconciler(recorder: Recorder<DynamoTable>, fake: &FakeMusicGpt) -> Reconciler<AwsPorts> {
+    // The byId path alone; the byUser listing has its own tests (reconcile_by_user.rs).
     let settings = ReconcileSettings {
         min_interval: Duration::from_millis(1),
+        by_user: None,
         ..ReconcileSettings::default()
     };
     Reconciler::<AwsPorts>::new(recorder, api(fake), settings)

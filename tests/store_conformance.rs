@@ -87,6 +87,7 @@ on_both_stores!(
     backoff_makes_the_asset_wait_by_the_clock,
     answers_that_cannot_change_fail_at_once,
     an_earlier_complete_copy_is_taken_not_uploaded_again,
+    checkpoints_are_kept_by_name,
 );
 
 async fn fresh_dynamo_table() -> DynamoTable {
@@ -754,6 +755,16 @@ async fn an_earlier_complete_copy_is_taken_not_uploaded_again<S: Store>(
     assert_eq!(rig.source.opens(), 1, "nothing downloaded twice");
     let item = rig.store.get(&asset).await.expect("get").expect("item");
     assert_eq!(item.state, AssetState::Stored);
+}
+
+async fn checkpoints_are_kept_by_name<S: Store>(fresh: impl AsyncFn() -> S) {
+    let store = fresh().await;
+    assert_eq!(store.checkpoint("a").await.expect("read"), None);
+    store.set_checkpoint("a", NOW).await.expect("write");
+    store.set_checkpoint("b", NOW + 5).await.expect("write");
+    store.set_checkpoint("a", NOW + 10).await.expect("write");
+    assert_eq!(store.checkpoint("a").await.expect("read"), Some(NOW + 10));
+    assert_eq!(store.checkpoint("b").await.expect("read"), Some(NOW + 5));
 }
 
 /// The same callbacks, recorded into both stores, leave the same items: field by field,

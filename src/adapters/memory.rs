@@ -191,6 +191,20 @@ impl TaskStore for MemoryTable {
             .map(str::to_owned))
     }
 
+    async fn checkpoint(&self, name: &str) -> Result<Option<u64>> {
+        let item = self.get_item(&keys::checkpoint_pk(name), keys::CHECKPOINT_SK);
+        Ok(item.and_then(|i| i.get("at").and_then(Value::as_u64)))
+    }
+
+    async fn set_checkpoint(&self, name: &str, at: u64) -> Result<()> {
+        let pk = keys::checkpoint_pk(name);
+        let mut item = key_item(&pk, keys::CHECKPOINT_SK);
+        item.insert("at".into(), json!(at));
+        self.lock()
+            .insert((pk, keys::CHECKPOINT_SK.to_owned()), item);
+        Ok(())
+    }
+
     async fn task_items(&self, task: &Id) -> Result<Vec<Map<String, Value>>> {
         Ok(self.partition(&keys::task_pk(task), ""))
     }

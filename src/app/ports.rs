@@ -62,6 +62,11 @@ pub trait TaskStore: Clone + Send + Sync + 'static {
         task: &Id,
     ) -> impl Future<Output = Result<Option<String>>> + Send;
 
+    /// A named point in time a scheduled job got to (the reconciler's last byUser window).
+    fn checkpoint(&self, name: &str) -> impl Future<Output = Result<Option<u64>>> + Send;
+
+    fn set_checkpoint(&self, name: &str, at: u64) -> impl Future<Output = Result<()>> + Send;
+
     /// Every item of a task's partition, as JSON objects, in sort-key order.
     fn task_items(&self, task: &Id)
     -> impl Future<Output = Result<Vec<Map<String, Value>>>> + Send;

@@ -7,11 +7,15 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use std::collections::HashSet;
+
+use crate::app::by_user::{ListOptions, list_by_user};
 use crate::app::copy::{CopyEngine, CopyOutcome, DEFAULT_CONCURRENCY, copy_all};
 use crate::app::ports::{MusicGpt, Ports, TaskStore};
 use crate::app::record::{Outcome, Recorder};
 use crate::domain::answer::callbacks_from_answer;
 use crate::domain::api::{Lookup, conversion_type_enum};
+use crate::domain::by_user::{ByUserQuery, TimeWindow};
 use crate::domain::ids::Id;
 use crate::domain::status::TaskStatus;
 use crate::error::Result;
@@ -33,6 +37,12 @@ pub struct Report {
     pub deferred: usize,
     /// Files the reconciler copied itself (stuck ones, and those byId revealed).
     pub copied: usize,
+    /// Conversions byUser listed in this run's window.
+    pub listed: usize,
+    /// Tasks settled from the listing alone (no byId needed), registered or not.
+    pub settled_from_listing: usize,
+    /// Whether the window was read to its end (else the next run reads it again).
+    pub listing_complete: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -43,6 +53,29 @@ pub struct ReconcileSettings {
     pub max_lookups: usize,
     /// Pause between byId calls, to stay under the rate limit.
     pub min_interval: Duration,
+    /// List the window since the last run with byUser first, which also finds tasks nobody
+    /// registered (submitted from another tool); `None` skips it.
+    pub by_user: Option<ByUserSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ByUserSettings {
+    /// The first run looks this far back.
+    pub first_window: Duration,
+    /// Each window starts this much before the last one ended: a conversion MusicGPT dates a
+    /// little late is not missed.
+    pub overlap: Duration,
+    pub list: ListOptions,
+}
+
+impl Default for ByUserSettings {
+    fn default() -> Self {
+        ByUserSettings {
+            first_window: Duration::from_secs(24 * 60 * 60),
+            overlap: Duration::from_secs(60 * 60),
+            list: ListOptions::default(),
+        }
+    }
 }
 
 impl Default for ReconcileSettings {
@@ -51,9 +84,13 @@ impl Default for ReconcileSettings {
             grace: Duration::from_secs(15 * 60),
             max_lookups: 100,
             min_interval: Duration::from_millis(300),
+            by_user: Some(ByUserSettings::default()),
         }
     }
 }
+
+/// The checkpoint of the byUser listing: where the last complete window ended.
+pub const BY_USER_CHECKPOINT: &str = "reconcile-by-user";
 
 pub struct Reconciler<P: Ports> {
     recorder: Recorder<P::Tasks>,
@@ -86,11 +123,19 @@ impl<P: Ports> Reconciler<P> {
     pub async fn run(&self, now: u64) -> Result<Report> {
         let cutoff = now.saturating_sub(self.settings.grace.as_secs());
         let store = self.recorder.store();
-        let due = store.due_tasks(cutoff).await?;
-        let mut report = Report {
-            due: due.len(),
-            ..Report::default()
+        let mut report = Report::default();
+        let settled = match &self.settings.by_user {
+            Some(by_user) => self.list_window(by_user, now, &mut report).await?,
+            None => HashSet::new(),
         };
+        // byId only for what the listing could not settle.
+        let due: Vec<Id> = store
+            .due_tasks(cutoff)
+            .await?
+            .into_iter()
+            .filter(|task| !settled.contains(task))
+            .collect();
+        report.due = due.len();
         for (index, task) in due.iter().enumerate() {
             if report.looked_up >= self.settings.max_lookups {
                 report.deferred = due.len() - index;
@@ -160,6 +205,79 @@ impl<P: Ports> Reconciler<P> {
 }
 
 impl<P: Ports> Reconciler<P> {
+    /// Lists the conversions of the window since the last complete listing, records what they
+    /// say through the same path as a callback, and returns the tasks that came out settled.
+    async fn list_window(
+        &self,
+        settings: &ByUserSettings,
+        now: u64,
+        report: &mut Report,
+    ) -> Result<HashSet<Id>> {
+        let store = self.recorder.store();
+        let start = match store.checkpoint(BY_USER_CHECKPOINT).await? {
+            Some(at) => at.saturating_sub(settings.overlap.as_secs()),
+            None => now.saturating_sub(settings.first_window.as_secs()),
+        };
+        let mut settled = HashSet::new();
+        if start >= now {
+            return Ok(settled);
+        }
+        let query = ByUserQuery::new(TimeWindow { start, end: now });
+        let listing = list_by_user(&self.api, &query, None, &settings.list).await?;
+        report.listed = listing.conversions.len();
+        for conversion in &listing.conversions {
+            let Some(task) = conversion
+                .get("task_id")
+                .and_then(Value::as_str)
+                .and_then(Id::parse)
+            else {
+                continue;
+            };
+            let status = TaskStatus::parse(
+                conversion
+                    .get("status")
+                    .and_then(Value::as_str)
+                    .unwrap_or(""),
+            );
+            if !status.is_terminal() {
+                continue;
+            }
+            let mut answer = conversion.clone();
+            // byUser names the type as the API does; a callback as a label.
+            if let (Some(kind), Some(map)) =
+                (conversion.get("conversionType"), answer.as_object_mut())
+            {
+                map.entry("conversion_type").or_insert_with(|| kind.clone());
+            }
+            for callback in callbacks_from_answer(&task, &answer) {
+                match callback {
+                    Ok(callback) => {
+                        if matches!(
+                            self.recorder.record(&callback, now).await?,
+                            Outcome::Recorded { .. }
+                        ) {
+                            report.recorded += 1;
+                        }
+                    }
+                    Err(err) => {
+                        warn!(task_id = %task, error = %err, "byUser entry is not a usable callback")
+                    }
+                }
+            }
+            if settled.insert(task.clone()) {
+                report.settled_from_listing += 1;
+                report.copied += self.copy_pending(&task).await?;
+            }
+        }
+        report.listing_complete = listing.complete;
+        if listing.complete {
+            store.set_checkpoint(BY_USER_CHECKPOINT, now).await?;
+        } else {
+            warn!(stopped = ?listing.stopped, pages = listing.pages, "byUser listing incomplete; the next run reads the window again");
+        }
+        Ok(settled)
+    }
+
     async fn copy_pending(&self, task: &Id) -> Result<usize> {
         let Some(engine) = &self.copier else {
             return Ok(0);

@@ -39,6 +39,13 @@ pub fn lyrics_timestamped_sk(conversion: &Id) -> String {
     format!("LYRICS_TIMESTAMPED#{conversion}")
 }
 
+/// Where a scheduled job keeps how far it got: `STATE#<name>` / `STATE`.
+pub fn checkpoint_pk(name: &str) -> String {
+    format!("STATE#{name}")
+}
+
+pub const CHECKPOINT_SK: &str = "STATE";
+
 pub fn callback_sk(sha256_hex: &str) -> String {
     format!("CALLBACK#{sha256_hex}")
 }

@@ -213,6 +213,40 @@ impl TaskStore for DynamoTable {
             .and_then(|t| t.conversion_type))
     }
 
+    async fn checkpoint(&self, name: &str) -> Result<Option<u64>> {
+        #[derive(Deserialize)]
+        struct Checkpoint {
+            at: Option<u64>,
+        }
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&keys::checkpoint_pk(name), keys::CHECKPOINT_SK)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| Error::storage_from("GetItem", e))?;
+        Ok(out
+            .item
+            .and_then(|item| serde_dynamo::from_item::<_, Checkpoint>(item).ok())
+            .and_then(|c| c.at))
+    }
+
+    async fn set_checkpoint(&self, name: &str, at: u64) -> Result<()> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&keys::checkpoint_pk(name), keys::CHECKPOINT_SK)))
+            .update_expression("SET #at = :at")
+            .expression_attribute_names("#at", "at")
+            .expression_attribute_values(":at", n(at))
+            .send()
+            .await
+            .map_err(|e| Error::storage_from("UpdateItem", e))?;
+        Ok(())
+    }
+
     async fn task_items(&self, task: &Id) -> Result<Vec<Map<String, Value>>> {
         let items = self
             .client
