@@ -1,8 +1,10 @@
 //! Load and fault test: the callbacks of 100 Music AI tasks, 30% duplicated, shuffled, 32 at a
 //! time, through the webhook handler (stream mode) while a proxy in front of moto fails a share
 //! of DynamoDB and S3 calls and the audio source fails a share of downloads; then the copier
-//! over moto's real stream records until nothing is PENDING. Nothing may be lost, duplicated or
-//! uploaded twice. Bounded: 650 deliveries, at most 20 copier rounds.
+//! over moto's real stream records, with an outage in the middle of it (the source, then S3 as
+//! well, refuse every request for a few seconds); then the sweep, as the scheduled reconciler
+//! runs it, retries what is PENDING until nothing is. Nothing may be lost, duplicated or
+//! uploaded twice. Bounded: 650 deliveries, at most 20 copier rounds, 90 s of sweeps.
 #[path = "support/audio_server.rs"]
 mod audio_server;
 mod support;
@@ -19,10 +21,10 @@ use musicgpt_webhook::adapters::AwsPorts;
 use musicgpt_webhook::adapters::dynamodb::DynamoTable;
 use musicgpt_webhook::adapters::s3::S3Sink;
 use musicgpt_webhook::adapters::source::{HttpSource, SourceGuard, SourceOptions};
-use musicgpt_webhook::app::copy::{CopyEngine, copy_all};
+use musicgpt_webhook::app::copy::CopyEngine;
 use musicgpt_webhook::app::record::Recorder;
+use musicgpt_webhook::app::sweep::{SweepReport, SweepSettings, Sweeper};
 use musicgpt_webhook::domain::callback::Callback;
-use musicgpt_webhook::domain::ids::Id;
 use musicgpt_webhook::domain::keys::KeyPrefix;
 use musicgpt_webhook::domain::retry::RetryPolicy;
 use musicgpt_webhook::domain::token::WebhookTokens;
@@ -32,16 +34,35 @@ use musicgpt_webhook::lambda::http::Webhook;
 use musicgpt_webhook::lambda::stream::StreamCopier;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use support::fault_proxy::FaultProxy;
+use support::fault_proxy::{Fault, FaultProxy};
 
 const TOKEN: &str = "test-token-0123456789abcdef";
 const TASKS: usize = 100;
 const DUPLICATE_PERCENT: u64 = 30;
 const CONCURRENCY: usize = 32;
 const FAULT_PERMILLE: u64 = 100;
-const MAX_ATTEMPTS: u32 = 3;
+/// A cap on attempts, so that the files that can never be copied end FAILED within the test
+/// (production tries until the deadline). A file that can be stored may fail three times (its
+/// flaky first answer, the outage, one unlucky fault) and still be stored on the fourth.
+const MAX_ATTEMPTS: u32 = 4;
+/// The wait after each failed attempt. Even a second short (next tries are whole seconds), it
+/// and the 2 s a try needs do not fit in the stream copier's budget: the copier never waits
+/// a backoff out in place, every retry is the sweep's.
+const RETRY_DELAY: Duration = Duration::from_secs(4);
+const COPIER_BUDGET: Duration = Duration::from_secs(5);
 const MAX_DELIVERIES_PER_CALLBACK: usize = 20;
 const MAX_COPIER_ROUNDS: usize = 20;
+/// The outage begins once the copier has sent this share of the files' first requests.
+const OUTAGE_AFTER_PERCENT: usize = 35;
+/// The source refuses everything for this long...
+const SOURCE_OUTAGE: Duration = Duration::from_secs(6);
+/// ...and S3 too for the last part of it; then both recover together.
+const S3_OUTAGE: Duration = Duration::from_secs(4);
+const SWEEP_CONCURRENCY: usize = 8;
+/// One sweep run's time budget (a copy's lease lasts it and a second more).
+const SWEEP_BUDGET: Duration = Duration::from_secs(8);
+/// The sweeps after the stream stop when nothing is PENDING, or after this long.
+const MAX_SWEEP_TIME: Duration = Duration::from_secs(90);
 
 /// How the audio source treats one file: (label, path builder, whether it can be stored).
 fn behaviour(n: usize) -> (&'static str, bool) {
@@ -266,11 +287,13 @@ fn n(item: &HashMap<String, AttributeValue>, name: &str) -> u64 {
 async fn nothing_is_lost_under_duplicates_reordering_and_faults() {
     let server = AudioServer::start().await;
     let (table, bucket) = (support::fresh_table().await, support::fresh_bucket().await);
-    let proxy = FaultProxy::start(
-        support::endpoint().trim_start_matches("http://").to_owned(),
-        0x5eed,
-    )
-    .await;
+    let proxy = Arc::new(
+        FaultProxy::start(
+            support::endpoint().trim_start_matches("http://").to_owned(),
+            0x5eed,
+        )
+        .await,
+    );
     let via_proxy = support::sdk_config_for(&proxy.endpoint);
     let dynamo = aws_sdk_dynamodb::Client::new(&via_proxy);
     let s3 = support::s3_for(&via_proxy);
@@ -292,8 +315,8 @@ async fn nothing_is_lost_under_duplicates_reordering_and_faults() {
     };
     let guard = SourceGuard::new(&["127.0.0.1".to_owned()]).expect("guard");
     let policy = RetryPolicy {
-        base_delay: Duration::ZERO,
-        max_delay: Duration::ZERO,
+        base_delay: RETRY_DELAY,
+        max_delay: RETRY_DELAY,
         not_found_grace: Duration::ZERO,
         lease: Duration::from_secs(30),
         lease_grace: Duration::from_secs(1),
@@ -307,7 +330,7 @@ async fn nothing_is_lost_under_duplicates_reordering_and_faults() {
     );
     let copier = StreamCopier::<AwsPorts>::new(engine.clone()).with_budget(Budget {
         margin: Duration::ZERO,
-        fallback: Duration::from_secs(8),
+        fallback: COPIER_BUDGET,
     });
 
     let plan = plan(&server);
@@ -333,6 +356,7 @@ async fn nothing_is_lost_under_duplicates_reordering_and_faults() {
         })
         .collect();
     proxy.set_fault_rates(FAULT_PERMILLE, FAULT_PERMILLE);
+    let started = std::time::Instant::now();
 
     // Phase 1: deliver, 32 at a time; a 5xx is delivered again later, as MusicGPT retries.
     let queue = Arc::new(Mutex::new(
@@ -415,8 +439,30 @@ async fn nothing_is_lost_under_duplicates_reordering_and_faults() {
         joined.expect("delivery worker");
     }
 
+    let delivered_in = started.elapsed();
+
     // Phase 2: the copier over the stream, re-delivering what it reports as failed, as Lambda
-    // does with ReportBatchItemFailures; what remains PENDING goes to the reconciler's path.
+    // does with ReportBatchItemFailures. In the middle of it, the outage: once the source has
+    // served OUTAGE_AFTER_PERCENT as many requests as there are files, it refuses every
+    // request, then S3 does as well, then both recover.
+    let outage = {
+        let (server, proxy) = (server.clone(), proxy.clone());
+        let threshold = plan.files.len() * OUTAGE_AFTER_PERCENT / 100;
+        tokio::spawn(async move {
+            while server.total_hits() < threshold {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let began = std::time::Instant::now();
+            server.set_outage(true);
+            tokio::time::sleep(SOURCE_OUTAGE - S3_OUTAGE).await;
+            proxy.set_s3_outage(true);
+            tokio::time::sleep(S3_OUTAGE).await;
+            proxy.set_s3_outage(false);
+            server.set_outage(false);
+            began.elapsed()
+        })
+    };
+    let copier_started = std::time::Instant::now();
     let mut reader = StreamReader::open(&table).await;
     let mut redeliver: Vec<EventRecord> = Vec::new();
     let mut rounds = 0;
@@ -432,7 +478,7 @@ async fn nothing_is_lost_under_duplicates_reordering_and_faults() {
             break;
         }
         for batch in records.chunks(100) {
-            let stop = tokio::time::Instant::now() + Duration::from_secs(8);
+            let stop = tokio::time::Instant::now() + COPIER_BUDGET;
             let response = copier
                 .handle_records(batch, stop)
                 .await
@@ -460,24 +506,62 @@ async fn nothing_is_lost_under_duplicates_reordering_and_faults() {
             tokio::time::sleep(Duration::from_millis(1500)).await;
         }
     }
-    let pending_tasks: HashSet<String> = support::scan_all(&table)
+    // The copier never waits out a backoff (RETRY_DELAY does not fit its budget): whatever
+    // failed, in the outage or otherwise, is PENDING with its next try, for the sweep.
+    let outage_lasted = tokio::time::timeout(SOURCE_OUTAGE * 5, outage)
+        .await
+        .expect("the copier reached the outage's threshold before it ran out of work")
+        .expect("outage task");
+    let copied_in = copier_started.elapsed();
+    let pending_after_stream = support::scan_all(&table)
         .await
         .iter()
         .filter(|i| s(i, "item_type") == "ASSET" && s(i, "state") == "PENDING")
-        .map(|i| s(i, "pk").to_owned())
-        .collect();
-    let mut reconciled = 0;
-    for task_pk in &pending_tasks {
-        let assets = engine
-            .pending_in_task(&Id::parse(task_pk.trim_start_matches("TASK#")).expect("task id"))
+        .count();
+    let (source_refused, s3_refused) = (server.refused(), proxy.stats().count("s3", Fault::Outage));
+
+    // Phase 3: the sweep, as the reconciler runs it on its schedule, still under faults: each
+    // run copies every PENDING asset whose next try has come, until none is PENDING.
+    let sweeper = Sweeper::new(
+        engine.clone(),
+        SweepSettings {
+            batch: plan.files.len(),
+            concurrency: SWEEP_CONCURRENCY,
+            ..SweepSettings::default()
+        },
+    );
+    let sweep_started = std::time::Instant::now();
+    let (mut sweeps, mut sweep_errors, mut swept) = (0, 0, SweepReport::default());
+    while sweep_started.elapsed() < MAX_SWEEP_TIME {
+        let report = match sweeper
+            .run(tokio::time::Instant::now() + SWEEP_BUDGET)
             .await
-            .expect("pending assets");
-        let stop = tokio::time::Instant::now() + Duration::from_secs(10);
-        reconciled += copy_all(&engine, assets, stop, 4).await.len();
+        {
+            Ok(report) => report,
+            Err(_) => {
+                // Reading the backlog met one fault too many: the next run tries again.
+                sweep_errors += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        sweeps += 1;
+        if report.backlog.pending == 0 {
+            break;
+        }
+        if report.due == 0 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        swept.due += report.due;
+        swept.stored += report.stored;
+        swept.retry_later += report.retry_later;
+        swept.failed += report.failed;
+        swept.expired += report.expired;
     }
+    let swept_in = sweep_started.elapsed();
     proxy.set_fault_rates(0, 0);
 
-    // Phase 3: check everything directly against moto.
+    // Phase 4: check everything directly against moto.
     let log = Arc::try_unwrap(log)
         .ok()
         .expect("workers done")
@@ -552,9 +636,14 @@ async fn nothing_is_lost_under_duplicates_reordering_and_faults() {
         plan.files.len(),
         "one asset per file, none lost or doubled"
     );
+    assert!(
+        source_refused > 0 && s3_refused > 0,
+        "the outage happened: the source refused {source_refused}, S3 {s3_refused}"
+    );
     let stats = proxy.stats();
     let direct_s3 = support::s3().await;
     let (mut stored, mut failed, mut bytes) = (0, 0, 0u64);
+    let mut retried_then_stored: BTreeMap<u64, usize> = BTreeMap::new();
     for file in &plan.files {
         let asset = assets
             .iter()
@@ -594,6 +683,9 @@ async fn nothing_is_lost_under_duplicates_reordering_and_faults() {
                 );
                 assert_eq!(s(asset, "sha256"), file.sha256);
                 assert_eq!(uploads, 1, "{} uploaded {uploads} times", file.key);
+                if n(asset, "attempts") > 0 {
+                    *retried_then_stored.entry(n(asset, "attempts")).or_default() += 1;
+                }
                 stored += 1;
                 bytes += data.len() as u64;
             }
@@ -619,10 +711,7 @@ async fn nothing_is_lost_under_duplicates_reordering_and_faults() {
                 assert_eq!(uploads, 0, "{} failed yet was uploaded", file.key);
                 failed += 1;
             }
-            other => panic!(
-                "{} is {other} after the copier and the reconciler",
-                file.key
-            ),
+            other => panic!("{} is {other} after the copier and the sweep", file.key),
         }
     }
 
@@ -657,7 +746,29 @@ async fn nothing_is_lost_under_duplicates_reordering_and_faults() {
     println!(
         "| stream records | {stream_records} |\n| copier rounds | {rounds} |\n| records re-delivered (batch item failures) | {batch_failures} |"
     );
-    println!("| assets left for the reconciler's pass | {reconciled} |");
+    println!(
+        "| outage (source {}s, S3 with it for the last {}s) | {:.1} s; requests refused: source {source_refused}, S3 {s3_refused} |",
+        SOURCE_OUTAGE.as_secs(),
+        S3_OUTAGE.as_secs(),
+        outage_lasted.as_secs_f64()
+    );
+    println!(
+        "| assets left PENDING by the stream copier (for the sweep) | {pending_after_stream} |"
+    );
+    println!(
+        "| sweep runs after the stream (errors) | {sweeps} ({sweep_errors}) |\n| sweep: due / stored / retry later / failed / expired | {} / {} / {} / {} / {} |",
+        swept.due, swept.stored, swept.retry_later, swept.failed, swept.expired
+    );
+    println!(
+        "| stored after failed attempts (attempts: assets) | {:?} |",
+        retried_then_stored
+    );
+    println!(
+        "| run time: deliveries / stream copier / sweeps | {:.0} s / {:.0} s / {:.0} s |",
+        delivered_in.as_secs_f64(),
+        copied_in.as_secs_f64(),
+        swept_in.as_secs_f64()
+    );
     println!(
         "| stored | {stored} |\n| failed (after {MAX_ATTEMPTS} attempts) | {failed} |\n| bytes stored | {bytes} |"
     );

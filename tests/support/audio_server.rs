@@ -12,6 +12,8 @@
 //! - `/stall/<ms>/<len>/<name>`: half the body, waits `ms`, then the rest
 //! - `/trickle/<len>/<name>`: 64 KiB every 100 ms (always busy, never finished quickly)
 //! - anything added with [`AudioServer::redirect`]: 302 to the given location
+//! - anything at all while [`AudioServer::set_outage`] is on: 503, not counted as a hit (the
+//!   request never reached the file), counted in [`AudioServer::refused`]
 //!
 //! Bodies are pseudo-random bytes determined by `<name>` and `<len>`, generated while sending,
 //! so the tests know the expected hash without storing the file.
@@ -19,6 +21,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -38,6 +41,8 @@ pub struct AudioServer {
 struct State {
     hits: Mutex<HashMap<String, usize>>,
     redirects: Mutex<HashMap<String, String>>,
+    outage: AtomicBool,
+    refused: AtomicUsize,
 }
 
 impl AudioServer {
@@ -92,6 +97,16 @@ impl AudioServer {
 
     pub fn total_hits(&self) -> usize {
         self.state.hits.lock().expect("hit table").values().sum()
+    }
+
+    /// While `on`, every request is answered 503 (an outage of MusicGPT's bucket).
+    pub fn set_outage(&self, on: bool) {
+        self.state.outage.store(on, Ordering::SeqCst);
+    }
+
+    /// Requests answered 503 because of an outage.
+    pub fn refused(&self) -> usize {
+        self.state.refused.load(Ordering::SeqCst)
     }
 }
 
@@ -155,6 +170,10 @@ async fn serve(mut stream: TcpStream, state: &State) -> std::io::Result<()> {
     let Some(path) = read_request_path(&mut stream).await? else {
         return Ok(());
     };
+    if state.outage.load(Ordering::SeqCst) {
+        state.refused.fetch_add(1, Ordering::SeqCst);
+        return status(&mut stream, 503).await;
+    }
     let hits = {
         let mut table = state.hits.lock().expect("hit table");
         let count = table.entry(path.clone()).or_insert(0);

@@ -1,9 +1,11 @@
 //! A fault-injecting HTTP/1.1 proxy in front of moto: fails a share of DynamoDB and S3 calls
-//! (500, 503, throttling, connection reset) and counts what really reached the store, so a
-//! test can prove that every object was uploaded exactly once.
+//! (500, 503, throttling, connection reset), cancels chosen TransactWriteItems calls with
+//! `TransactionConflict` as DynamoDB does when two writers race (moto serialises requests, so
+//! it never does), fails every S3 call during an outage, and counts what really reached the
+//! store, so a test can prove that every object was uploaded exactly once.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -19,6 +21,12 @@ pub enum Fault {
     Throttled,
     /// The connection is dropped before the request reaches the store.
     Reset,
+    /// A TransactWriteItems answered `TransactionCanceledException` with one
+    /// `TransactionConflict` reason, as DynamoDB does when another request holds an item;
+    /// only on request ([`FaultProxy::conflict_next_transactions`]), never at random.
+    TransactionConflict,
+    /// An S3 request refused during an outage ([`FaultProxy::set_s3_outage`]): 503.
+    Outage,
 }
 
 const FAULTS: [Fault; 4] = [
@@ -36,13 +44,58 @@ pub struct ProxyStats {
     pub puts: HashMap<String, u64>,
     /// S3 key -> CompleteMultipartUpload calls that the store completed with 200.
     pub multipart_completions: HashMap<String, u64>,
+    /// TransactWriteItems calls that reached the store.
+    pub transactions_forwarded: u64,
+}
+
+impl ProxyStats {
+    /// How many requests of `service` ("dynamodb" or "s3") were answered with `fault`.
+    pub fn count(&self, service: &str, fault: Fault) -> u64 {
+        self.faults
+            .iter()
+            .filter(|((s, f), _)| *s == service && *f == fault)
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+/// Conflicts armed: `pass` TransactWriteItems calls go through first, then `left` are cancelled.
+#[derive(Default, Debug, Clone, Copy)]
+struct Conflicts {
+    pass: u64,
+    left: u64,
+}
+
+impl Conflicts {
+    /// Whether this TransactWriteItems call is to be cancelled.
+    fn take(&mut self) -> bool {
+        if self.left == 0 {
+            false
+        } else if self.pass > 0 {
+            self.pass -= 1;
+            false
+        } else {
+            self.left -= 1;
+            true
+        }
+    }
+}
+
+/// What the proxy is told to do, shared by its connections.
+#[derive(Default)]
+struct Controls {
+    /// Fault probability per request, in thousandths, per service.
+    dynamodb_permille: AtomicU64,
+    s3_permille: AtomicU64,
+    /// TransactWriteItems calls still to cancel with a conflict.
+    conflicts: Mutex<Conflicts>,
+    /// Every S3 request fails while set.
+    s3_outage: AtomicBool,
 }
 
 pub struct FaultProxy {
     pub endpoint: String,
-    /// Fault probability per request, in thousandths, per service.
-    dynamodb_permille: Arc<AtomicU64>,
-    s3_permille: Arc<AtomicU64>,
+    controls: Arc<Controls>,
     stats: Arc<Mutex<ProxyStats>>,
 }
 
@@ -53,34 +106,62 @@ impl FaultProxy {
             .await
             .expect("bind the fault proxy");
         let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
-        let dynamodb_permille = Arc::new(AtomicU64::new(0));
-        let s3_permille = Arc::new(AtomicU64::new(0));
+        let controls = Arc::new(Controls::default());
         let stats = Arc::new(Mutex::new(ProxyStats::default()));
         let rng = Arc::new(AtomicU64::new(seed.max(1)));
-        let shared = (
-            dynamodb_permille.clone(),
-            s3_permille.clone(),
-            stats.clone(),
-        );
+        let shared = (controls.clone(), stats.clone());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let (d, s, st) = (shared.0.clone(), shared.1.clone(), shared.2.clone());
+                let (controls, stats) = (shared.0.clone(), shared.1.clone());
                 let (upstream, rng) = (upstream.clone(), rng.clone());
-                tokio::spawn(async move { serve(client, upstream, d, s, st, rng).await });
+                tokio::spawn(async move { serve(client, upstream, controls, stats, rng).await });
             }
         });
         FaultProxy {
             endpoint,
-            dynamodb_permille,
-            s3_permille,
+            controls,
             stats,
         }
     }
 
     pub fn set_fault_rates(&self, dynamodb_permille: u64, s3_permille: u64) {
-        self.dynamodb_permille
+        self.controls
+            .dynamodb_permille
             .store(dynamodb_permille, Ordering::Relaxed);
-        self.s3_permille.store(s3_permille, Ordering::Relaxed);
+        self.controls
+            .s3_permille
+            .store(s3_permille, Ordering::Relaxed);
+    }
+
+    /// Answers the next `n` TransactWriteItems requests (on top of any still armed) with a
+    /// `TransactionCanceledException` whose reasons name one item `TransactionConflict` and
+    /// the others `None`, without forwarding them.
+    pub fn conflict_next_transactions(&self, n: u64) {
+        self.conflicts().left += n;
+    }
+
+    /// Lets the next `pass` TransactWriteItems requests through, then answers the `n` after
+    /// them as [`FaultProxy::conflict_next_transactions`] does (replacing what was armed).
+    pub fn conflict_transactions_after(&self, pass: u64, n: u64) {
+        *self.conflicts() = Conflicts { pass, left: n };
+    }
+
+    /// Conflicts armed and not answered yet.
+    pub fn conflicts_left(&self) -> u64 {
+        self.conflicts().left
+    }
+
+    fn conflicts(&self) -> std::sync::MutexGuard<'_, Conflicts> {
+        self.controls
+            .conflicts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// While `on`, every S3 request is answered 503 without reaching the store (DynamoDB
+    /// requests go on as before).
+    pub fn set_s3_outage(&self, on: bool) {
+        self.controls.s3_outage.store(on, Ordering::SeqCst);
     }
 
     pub fn stats(&self) -> ProxyStats {
@@ -118,8 +199,7 @@ impl Request {
 async fn serve(
     mut client: TcpStream,
     upstream: String,
-    dynamodb_permille: Arc<AtomicU64>,
-    s3_permille: Arc<AtomicU64>,
+    controls: Arc<Controls>,
     stats: Arc<Mutex<ProxyStats>>,
     rng: Arc<AtomicU64>,
 ) {
@@ -130,21 +210,47 @@ async fn serve(
         };
         let is_dynamodb = request.header("x-amz-target").is_some();
         let service = if is_dynamodb { "dynamodb" } else { "s3" };
+        let count = |fault: Fault| {
+            let mut stats = stats.lock().unwrap_or_else(|p| p.into_inner());
+            let entry = stats.faults.entry((service, fault)).or_default();
+            *entry += 1;
+            *entry
+        };
+        let is_transaction = request
+            .header("x-amz-target")
+            .is_some_and(|t| t.ends_with(".TransactWriteItems"));
+        let conflict = is_transaction
+            && controls
+                .conflicts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+        if conflict {
+            let answered = count(Fault::TransactionConflict);
+            let reply = transaction_conflict_reply(&request.body, answered);
+            if client.write_all(&reply).await.is_err() {
+                return;
+            }
+            continue;
+        }
+        if !is_dynamodb && controls.s3_outage.load(Ordering::SeqCst) {
+            count(Fault::Outage);
+            let reply = fault_reply(false, Fault::Outage);
+            if client.write_all(&reply).await.is_err() {
+                return;
+            }
+            continue;
+        }
         let permille = if is_dynamodb {
-            &dynamodb_permille
+            &controls.dynamodb_permille
         } else {
-            &s3_permille
+            &controls.s3_permille
         }
         .load(Ordering::Relaxed);
         let roll = next_random(&rng);
         if roll % 1000 < permille {
             let fault = FAULTS[((roll / 1000) % FAULTS.len() as u64) as usize];
-            *stats
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .faults
-                .entry((service, fault))
-                .or_default() += 1;
+            count(fault);
             if fault == Fault::Reset {
                 return;
             }
@@ -178,10 +284,68 @@ async fn serve(
     }
 }
 
+/// DynamoDB's answer to a TransactWriteItems cancelled because another request was writing one
+/// of its items: HTTP 400, `TransactionCanceledException`, one reason per transact item in
+/// request order (`TransactionConflict` for one of them, `None` for the rest), as the SDK's
+/// deserializer reads them (`CancellationReasons`, `Code`, `Message`). Which item conflicts
+/// moves with `nth`, so a run sees conflicts on different items.
+fn transaction_conflict_reply(request_body: &[u8], nth: u64) -> Vec<u8> {
+    let items = serde_json::from_slice::<serde_json::Value>(request_body)
+        .ok()
+        .and_then(|v| v["TransactItems"].as_array().map(Vec::len))
+        .unwrap_or(1)
+        .max(1);
+    let conflicting = (nth as usize).wrapping_sub(1) % items;
+    let reasons: Vec<serde_json::Value> = (0..items)
+        .map(|i| {
+            if i == conflicting {
+                serde_json::json!({
+                    "Code": "TransactionConflict",
+                    "Message": "Transaction is ongoing for the item"
+                })
+            } else {
+                serde_json::json!({ "Code": "None" })
+            }
+        })
+        .collect();
+    let codes: Vec<&str> = (0..items)
+        .map(|i| {
+            if i == conflicting {
+                "TransactionConflict"
+            } else {
+                "None"
+            }
+        })
+        .collect();
+    let error_type = "com.amazonaws.dynamodb.v20120810#TransactionCanceledException";
+    let body = serde_json::json!({
+        "__type": error_type,
+        "CancellationReasons": reasons,
+        "Message": format!(
+            "Transaction cancelled, please refer cancellation reasons for specific reasons [{}]",
+            codes.join(", ")
+        ),
+    })
+    .to_string();
+    format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/x-amz-json-1.0\r\n\
+         x-amzn-ErrorType: {error_type}\r\nx-amzn-RequestId: injected-conflict-{nth}\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
 fn record(stats: &Mutex<ProxyStats>, request: &Request, response: &Request) {
     let ok = response.head.split_whitespace().nth(1) == Some("200");
     let mut stats = stats.lock().unwrap_or_else(|p| p.into_inner());
     stats.forwarded += 1;
+    if request
+        .header("x-amz-target")
+        .is_some_and(|t| t.ends_with(".TransactWriteItems"))
+    {
+        stats.transactions_forwarded += 1;
+    }
     if !ok || request.header("x-amz-target").is_some() {
         return;
     }
@@ -224,6 +388,11 @@ fn fault_reply(is_dynamodb: bool, fault: Fault) -> Vec<u8> {
             "500 Internal Server Error",
             r#"{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"injected"}"#,
             "application/x-amz-json-1.0",
+        ),
+        (false, Fault::Outage) => (
+            "503 Service Unavailable",
+            "<Error><Code>ServiceUnavailable</Code><Message>injected outage</Message></Error>",
+            "application/xml",
         ),
         (false, Fault::Throttled | Fault::Unavailable) => (
             "503 Slow Down",
