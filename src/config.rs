@@ -3,13 +3,14 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::app::announce::EventSettings;
 use crate::app::reconcile::{ByUserSettings, ReconcileSettings};
 use crate::app::sweep::SweepSettings;
 use crate::domain::api::DEFAULT_API_URL;
 use crate::domain::conversion::RateLimit;
 use crate::domain::keys::KeyPrefix;
 use crate::domain::retry::{self, FileRetention, RetryPolicy};
-use crate::domain::token::WebhookTokens;
+use crate::domain::token::{WebhookTokens, parse_signing_secrets};
 use crate::error::{Error, Result};
 
 /// Whether the webhook copies files itself or leaves that to the stream-driven copier.
@@ -238,6 +239,128 @@ pub fn sweep_settings(vars: &impl Vars) -> Result<SweepSettings> {
     })
 }
 
+/// Events and forwarding, on when `EVENT_BUS_NAME` or `FORWARD_URL` is set.
+#[derive(Debug, Clone)]
+pub struct EventsConfig {
+    /// `EVENT_BUS_NAME`: the EventBridge bus (unset: no events on a bus).
+    pub bus_name: Option<String>,
+    /// `FORWARD_URL` and its secrets: the owner's own webhook.
+    pub forward: Option<ForwardConfig>,
+    pub settings: EventSettings,
+}
+
+/// Where the signing secrets come from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum ForwardSecrets {
+    /// `whsec_...` values, each of which signs every forward.
+    Values(Vec<String>),
+    /// A Secrets Manager secret whose value holds them (comma- or space-separated).
+    SecretArn(String),
+}
+
+impl std::fmt::Debug for ForwardSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ForwardSecrets::Values(v) => write!(f, "Values({} redacted)", v.len()),
+            ForwardSecrets::SecretArn(arn) => write!(f, "SecretArn({arn:?})"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ForwardConfig {
+    pub url: String,
+    pub secrets: ForwardSecrets,
+    /// `FORWARD_HOSTS`: non-public hosts the target may be on (loopback also over http).
+    pub hosts: Vec<String>,
+}
+
+/// `EVENT_BUS_NAME`, `FORWARD_URL`, `FORWARD_SECRETS`, `FORWARD_HOSTS`, `FORWARD_RETRY_FOR`
+/// (26h, at least 24h), `EVENT_GRACE` (30s: when the sweep takes an undelivered event over).
+pub fn events(vars: &impl Vars) -> Result<Option<EventsConfig>> {
+    let bus_name = optional(vars, "EVENT_BUS_NAME");
+    if let Some(bus) = &bus_name {
+        let valid = bus.len() <= 1600
+            && bus
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-/:".contains(&b));
+        if !valid {
+            return Err(invalid("EVENT_BUS_NAME", "must be a bus name or ARN"));
+        }
+    }
+    let forward = match optional(vars, "FORWARD_URL") {
+        None => None,
+        Some(url) => {
+            let raw = optional(vars, "FORWARD_SECRETS")
+                .ok_or_else(|| invalid("FORWARD_SECRETS", "is required with FORWARD_URL"))?;
+            let secrets = if raw.starts_with("arn:") {
+                ForwardSecrets::SecretArn(raw)
+            } else {
+                ForwardSecrets::Values(
+                    parse_signing_secrets(&raw).map_err(|why| invalid("FORWARD_SECRETS", &why))?,
+                )
+            };
+            let hosts = optional(vars, "FORWARD_HOSTS")
+                .unwrap_or_default()
+                .split(',')
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect();
+            Some(ForwardConfig {
+                url,
+                secrets,
+                hosts,
+            })
+        }
+    };
+    if bus_name.is_none() && forward.is_none() {
+        return Ok(None);
+    }
+    let defaults = EventSettings::default();
+    let forward_retry_for = duration(vars, "FORWARD_RETRY_FOR", defaults.forward_retry_for)?;
+    if forward_retry_for < Duration::from_secs(24 * 3_600) {
+        return Err(invalid("FORWARD_RETRY_FOR", "must be at least 24h"));
+    }
+    Ok(Some(EventsConfig {
+        bus_name,
+        forward,
+        settings: EventSettings {
+            grace: duration(vars, "EVENT_GRACE", defaults.grace)?,
+            forward_retry_for,
+            ..defaults
+        },
+    }))
+}
+
+/// The read API's settings: `READ_TOKENS` (optional; never one of `WEBHOOK_TOKENS`) and
+/// `READ_URL_EXPIRY` (15m, at most 7d), the lifetime of presigned download URLs.
+#[derive(Debug, Clone)]
+pub struct ReadConfig {
+    pub tokens: Option<WebhookTokens>,
+    pub url_expiry: Duration,
+}
+
+pub fn read_api(vars: &impl Vars) -> Result<ReadConfig> {
+    let tokens = match optional(vars, "READ_TOKENS") {
+        None => None,
+        Some(raw) => {
+            let tokens = WebhookTokens::parse(&raw).map_err(|why| invalid("READ_TOKENS", &why))?;
+            if let Some(webhook) = optional(vars, "WEBHOOK_TOKENS")
+                && let Ok(webhook) = WebhookTokens::parse(&webhook)
+                && tokens.shares_a_token_with(&webhook)
+            {
+                return Err(invalid("READ_TOKENS", "must not repeat a webhook token"));
+            }
+            Some(tokens)
+        }
+    };
+    let url_expiry = duration(vars, "READ_URL_EXPIRY", Duration::from_secs(15 * 60))?;
+    if url_expiry.is_zero() || url_expiry > Duration::from_secs(7 * 86_400) {
+        return Err(invalid("READ_URL_EXPIRY", "must be between 1s and 7d"));
+    }
+    Ok(ReadConfig { tokens, url_expiry })
+}
+
 fn optional(vars: &impl Vars, name: &str) -> Option<String> {
     vars.var(name)
         .map(|v| v.trim().to_owned())
@@ -327,6 +450,40 @@ mod tests {
         assert_eq!(retry.retention.wav, Duration::from_secs(3 * 86_400));
         assert_eq!(retry.retention.margin, Duration::from_secs(3_600));
         assert_eq!(retry.max_attempts, Some(7));
+    }
+
+    #[test]
+    fn events_read_tokens_and_forward_secrets() {
+        assert!(events(&HashMap::new()).expect("valid").is_none());
+        let vars = HashMap::from([("EVENT_BUS_NAME", "bus")]);
+        let config = events(&vars).expect("valid").expect("on");
+        assert_eq!(config.bus_name.as_deref(), Some("bus"));
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let vars = HashMap::from([
+            ("FORWARD_URL", "https://h.example/in"),
+            ("FORWARD_SECRETS", secret),
+        ]);
+        let config = events(&vars).expect("valid").expect("on");
+        let forward = config.forward.expect("forward");
+        assert!(!format!("{forward:?}").contains("MfKQ"));
+        for bad in ["nope", "whsec_!!", "whsec_c2hvcnQ="] {
+            let vars = HashMap::from([
+                ("FORWARD_URL", "https://h.example/in"),
+                ("FORWARD_SECRETS", bad),
+            ]);
+            assert!(events(&vars).is_err(), "{bad}");
+        }
+        let vars = HashMap::from([
+            ("WEBHOOK_TOKENS", "same-token-0123456789"),
+            (
+                "READ_TOKENS",
+                "other-token-0123456789,same-token-0123456789",
+            ),
+        ]);
+        let err = read_api(&vars).expect_err("shared token");
+        assert!(err.to_string().contains("READ_TOKENS"), "{err}");
+        let read = read_api(&HashMap::new()).expect("valid");
+        assert_eq!(read.url_expiry, Duration::from_secs(900));
     }
 
     #[test]

@@ -1,24 +1,32 @@
 //! The one builder: configuration read once, SDK clients and adapters built once, and the use
 //! cases and front ends the binaries run, assembled from them.
 
+use std::sync::Arc;
+
 use aws_config::SdkConfig;
 
 use crate::adapters::AwsPorts;
 use crate::adapters::aws;
 use crate::adapters::dynamodb::DynamoTable;
+use crate::adapters::eventbridge::EventBridgeBus;
+use crate::adapters::forward::{HttpForwarder, secrets_from_manager};
 use crate::adapters::musicgpt::MusicGptApi;
+use crate::adapters::presign::S3Presigner;
 use crate::adapters::s3::S3Sink;
 use crate::adapters::source::{HttpSource, SourceGuard, SourceOptions};
+use crate::app::announce::{Announcer, CopyEvents, EventSweep};
 use crate::app::copy::CopyEngine;
+use crate::app::read::TaskReader;
 use crate::app::reconcile::Reconciler;
 use crate::app::record::Recorder;
 use crate::app::sweep::Sweeper;
 use crate::app::verify::Verifier;
-use crate::config::{self, Config, ProcessEnv};
+use crate::config::{self, Config, ForwardSecrets, ProcessEnv};
 use crate::domain::conversion::RateLimit;
 use crate::error::{Error, Result};
 use crate::lambda::http::Ingest;
 use crate::lambda::metrics::Metrics;
+use crate::lambda::read_api::ReadApi;
 use crate::lambda::schedule::Schedule;
 use crate::lambda::stream::StreamCopier;
 
@@ -27,14 +35,47 @@ pub struct App {
     pub config: Config,
     sdk: SdkConfig,
     table: DynamoTable,
+    /// Events for the owner's application, when `EVENT_BUS_NAME` or `FORWARD_URL` is set.
+    events: Option<Arc<AwsAnnouncer>>,
 }
+
+/// The announcer a deployment runs: the table's outbox, EventBridge, the signed forwarder.
+pub type AwsAnnouncer = Announcer<DynamoTable, EventBridgeBus, HttpForwarder>;
 
 impl App {
     pub async fn from_env() -> Result<App> {
         let config = Config::from_env()?;
         let sdk = aws::load_sdk_config().await;
         let table = DynamoTable::new(aws::dynamodb_client(&sdk), &config.table_name);
-        Ok(App { config, sdk, table })
+        let events = announcer(&sdk, &table).await?.map(Arc::new);
+        Ok(App {
+            config,
+            sdk,
+            table,
+            events,
+        })
+    }
+
+    /// What the copy engine, the webhook and the sweep announce through, if events are on.
+    pub fn events(&self) -> Option<Arc<AwsAnnouncer>> {
+        self.events.clone()
+    }
+
+    /// The read API (`GET /tasks/{task_id}`, `GET /tasks`): `READ_TOKENS`, presigned URLs
+    /// valid for `READ_URL_EXPIRY`.
+    pub fn read_api(&self) -> Result<ReadApi<DynamoTable, S3Presigner>> {
+        let read = config::read_api(&ProcessEnv)?;
+        Ok(ReadApi::new(read.tokens, self.task_reader()?))
+    }
+
+    /// The task reader alone (the command line's `tasks` commands).
+    pub fn task_reader(&self) -> Result<TaskReader<DynamoTable, S3Presigner>> {
+        let read = config::read_api(&ProcessEnv)?;
+        Ok(TaskReader::new(
+            self.table.clone(),
+            S3Presigner::new(aws::s3_client(&self.sdk)),
+            read.url_expiry,
+        ))
     }
 
     pub fn recorder(&self) -> Recorder<DynamoTable> {
@@ -83,6 +124,10 @@ impl App {
             S3Sink::new(aws::s3_client(&self.sdk), bucket),
             self.config.copy.retry.clone(),
         );
+        let engine = match &self.events {
+            Some(events) => engine.with_events(Arc::clone(events) as Arc<dyn CopyEvents>),
+            None => engine,
+        };
         Ok(match self.api()? {
             Some(api) => engine.with_verifier(Verifier::new(api, self.table.clone())),
             None => engine,
@@ -106,8 +151,39 @@ impl App {
             }
             None => None,
         };
-        Ok(Schedule::new(sweeper, reconciler).with_metrics(Metrics::init("reconciler")))
+        let schedule = Schedule::new(sweeper, reconciler).with_metrics(Metrics::init("reconciler"));
+        Ok(match &self.events {
+            Some(events) => schedule.with_events(Arc::clone(events) as Arc<dyn EventSweep>),
+            None => schedule,
+        })
     }
+}
+
+/// The announcer, from `EVENT_BUS_NAME` and `FORWARD_*`; the forward secrets are read from
+/// Secrets Manager here, once, when `FORWARD_SECRETS` is a secret's ARN.
+async fn announcer(sdk: &SdkConfig, table: &DynamoTable) -> Result<Option<AwsAnnouncer>> {
+    let Some(events) = config::events(&ProcessEnv)? else {
+        return Ok(None);
+    };
+    let bus = events
+        .bus_name
+        .as_ref()
+        .map(|name| EventBridgeBus::new(aws::eventbridge_client(sdk), name));
+    let forwarder = match &events.forward {
+        None => None,
+        Some(forward) => {
+            let secrets = match &forward.secrets {
+                ForwardSecrets::Values(values) => values.clone(),
+                ForwardSecrets::SecretArn(arn) => {
+                    secrets_from_manager(&aws::secrets_client(sdk), arn).await?
+                }
+            };
+            Some(HttpForwarder::new(&forward.url, &secrets, &forward.hosts)?)
+        }
+    };
+    Ok(Some(
+        Announcer::new(table.clone(), bus, forwarder).with_settings(events.settings),
+    ))
 }
 
 /// How fast MusicGPT lookups may go: `MUSICGPT_RATE_PER_MINUTE`, else the byId limit of

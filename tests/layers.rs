@@ -15,12 +15,15 @@ struct Rule {
 const IO_CRATES: &[&str] = &[
     "aws_config",
     "aws_sdk_dynamodb",
+    "aws_sdk_eventbridge",
     "aws_sdk_s3",
+    "aws_sdk_secretsmanager",
     "aws_lambda_events",
     "lambda_http",
     "lambda_runtime",
     "reqwest",
     "serde_dynamo",
+    "standardwebhooks",
 ];
 
 const RULES: &[Rule] = &[
@@ -31,7 +34,9 @@ const RULES: &[Rule] = &[
         forbidden_crates: &[
             "aws_config",
             "aws_sdk_dynamodb",
+            "aws_sdk_eventbridge",
             "aws_sdk_s3",
+            "aws_sdk_secretsmanager",
             "aws_lambda_events",
             "lambda_http",
             "lambda_runtime",
@@ -55,7 +60,15 @@ const RULES: &[Rule] = &[
         part: "lambda",
         may_use: &["lambda", "app", "domain", "error"],
         // The stream's records arrive as serde_dynamo items, so that crate is the front end's.
-        forbidden_crates: &["aws_config", "aws_sdk_dynamodb", "aws_sdk_s3", "reqwest"],
+        forbidden_crates: &[
+            "aws_config",
+            "aws_sdk_dynamodb",
+            "aws_sdk_eventbridge",
+            "aws_sdk_s3",
+            "aws_sdk_secretsmanager",
+            "reqwest",
+            "standardwebhooks",
+        ],
     },
     Rule {
         part: "config",

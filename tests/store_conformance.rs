@@ -18,17 +18,22 @@ use musicgpt_webhook::adapters::memory::{
 use musicgpt_webhook::adapters::musicgpt::MusicGptApi;
 use musicgpt_webhook::app::copy::{CopyEngine, CopyOutcome};
 use musicgpt_webhook::app::ports::{
-    AssetStore, AudioSource, ObjectSink, ObjectSpec, Ports, TaskStore,
+    AssetStore, AudioSource, EventLog, ObjectSink, ObjectSpec, Ports, TaskIndex, TaskStore,
 };
 use musicgpt_webhook::app::record::{Outcome, Recorder};
 use musicgpt_webhook::domain::answer::submission_callback;
 use musicgpt_webhook::domain::api::Submitted;
 use musicgpt_webhook::domain::asset::{StoredCopy, Unclaimed};
 use musicgpt_webhook::domain::callback::Callback;
+use musicgpt_webhook::domain::events::{
+    DetailType, FileView, NewEvent, TaskView, event_id, recorded_events,
+};
 use musicgpt_webhook::domain::ids::Id;
 use musicgpt_webhook::domain::keys::{AssetKey, KeyPrefix};
+use musicgpt_webhook::domain::listing::TaskQuery;
 use musicgpt_webhook::domain::retry::RetryPolicy;
 use musicgpt_webhook::domain::status::AssetState;
+use musicgpt_webhook::domain::status::TaskStatus;
 use serde_json::{Map, Value, json};
 
 const NOW: u64 = 1_774_596_501;
@@ -37,8 +42,8 @@ const C1: &str = "05092d5c-f8b1-4c96-a4a3-45bc00de6268";
 const C2: &str = "52fcd3b6-3925-41ed-b4c6-aee17a29e40b";
 
 /// A task store that is also the asset store, as both adapters are.
-trait Store: TaskStore + AssetStore {}
-impl<S: TaskStore + AssetStore> Store for S {}
+trait Store: TaskStore + AssetStore + EventLog + TaskIndex {}
+impl<S: TaskStore + AssetStore + EventLog + TaskIndex> Store for S {}
 
 /// The copy engine over a store under test, with files and bucket in memory.
 #[derive(Clone)]
@@ -88,6 +93,9 @@ on_both_stores!(
     answers_that_cannot_change_fail_at_once,
     an_earlier_complete_copy_is_taken_not_uploaded_again,
     checkpoints_are_kept_by_name,
+    a_stored_mark_and_its_event_are_one_write,
+    due_events_leave_the_index_once_delivered,
+    tasks_are_listed_by_status_newest_first_page_by_page,
 );
 
 async fn fresh_dynamo_table() -> DynamoTable {
@@ -808,4 +816,267 @@ async fn both_stores_write_the_same_items() {
         assert!(!a.is_empty(), "{task}");
         assert_eq!(a, b, "items of {task} differ");
     }
+}
+
+async fn a_stored_mark_and_its_event_are_one_write<S: Store>(fresh: impl AsyncFn() -> S) {
+    let store = fresh().await;
+    let asset = one_asset(&store, "t-event", "https://lalals.s3.amazonaws.com/e.mp3").await;
+    let item = store
+        .claim(&asset, "a", NOW, NOW + 60)
+        .await
+        .expect("claim")
+        .expect("won");
+    let items = store.task_items(&id("t-event")).await.expect("items");
+    let view = TaskView::from_items(&items).expect("view");
+    let file = FileView::stored_copy(&item, &stored_copy(), "audio/mpeg", NOW);
+    let view = view.with_stored(file.clone());
+    let event = NewEvent::asset_stored(&view, &file, NOW);
+    let write = event.write(NOW + 30).expect("write");
+    // Not the lease holder: nothing at all is written, the event neither.
+    assert!(
+        !store
+            .mark_stored_with(
+                &asset,
+                "b",
+                &stored_copy(),
+                "audio/mpeg",
+                NOW,
+                std::slice::from_ref(&write)
+            )
+            .await
+            .expect("write")
+    );
+    let items = store.task_items(&id("t-event")).await.expect("items");
+    assert!(recorded_events(&items).is_empty());
+    assert!(
+        store
+            .mark_stored_with(
+                &asset,
+                "a",
+                &stored_copy(),
+                "audio/mpeg",
+                NOW,
+                std::slice::from_ref(&write)
+            )
+            .await
+            .expect("write")
+    );
+    let items = store.task_items(&id("t-event")).await.expect("items");
+    let events = recorded_events(&items);
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        events[0].event_id,
+        event_id(DetailType::AssetStored, "t-event", &asset.sk)
+    );
+    assert_eq!(events[0].detail["asset"]["sha256"], json!("abc"));
+    assert!(events[0].due);
+    let stored = items
+        .iter()
+        .find(|i| text(i, "sk") == asset.sk)
+        .expect("asset item");
+    assert_eq!(text(stored, "state"), "STORED");
+    assert_eq!(text(stored, "content_type"), "audio/mpeg");
+    // STORED is final: a second mark, with the same event, changes nothing.
+    assert!(
+        !store
+            .mark_stored_with(&asset, "a", &stored_copy(), "audio/mpeg", NOW + 5, &[write])
+            .await
+            .expect("write")
+    );
+    let again = store.task_items(&id("t-event")).await.expect("items");
+    assert_eq!(again, items);
+}
+
+async fn due_events_leave_the_index_once_delivered<S: Store>(fresh: impl AsyncFn() -> S) {
+    let store = fresh().await;
+    record(
+        &recorder(store.clone()),
+        r#"{"task_id":"t-due","status":"FAILED","status_msg":"no credits"}"#,
+    )
+    .await;
+    let items = store.task_items(&id("t-due")).await.expect("items");
+    let view = TaskView::from_items(&items).expect("view");
+    let first = NewEvent::asset_stored(&view, &file_view("ASSET#a#mp3"), NOW);
+    let second = NewEvent::asset_stored(&view, &file_view("ASSET#b#mp3"), NOW);
+    store
+        .write_once(&first.write(NOW).expect("write"))
+        .await
+        .expect("first");
+    store
+        .write_once(&second.write(NOW + 100).expect("write"))
+        .await
+        .expect("second");
+    let ids = async |cutoff: u64| {
+        store
+            .due_events(cutoff, 10)
+            .await
+            .expect("due")
+            .into_iter()
+            .map(|e| (e.event_id, e.due_at))
+            .collect::<Vec<_>>()
+    };
+    assert!(ids(NOW - 1).await.is_empty());
+    assert_eq!(ids(NOW).await, [(first.event_id.clone(), NOW)]);
+    assert_eq!(
+        ids(NOW + 100).await,
+        [
+            (first.event_id.clone(), NOW),
+            (second.event_id.clone(), NOW + 100)
+        ]
+    );
+    assert_eq!(store.due_events(NOW + 100, 1).await.expect("due").len(), 1);
+    let task = id("t-due");
+    // One claimer at a time, until the claim passes.
+    let claim = async |event: &str, now: u64| {
+        store
+            .claim_event(&task, event, now, now + 30)
+            .await
+            .expect("claim")
+    };
+    assert!(claim(&first.event_id, NOW).await);
+    assert!(!claim(&first.event_id, NOW + 29).await);
+    assert!(claim(&first.event_id, NOW + 30).await);
+    assert!(!claim("evt_nobody", NOW).await);
+    store
+        .update_event(
+            &task,
+            &first.event_id,
+            &[("published_at", json!(NOW + 1))],
+            None,
+        )
+        .await
+        .expect("delivered");
+    store
+        .update_event(
+            &task,
+            &second.event_id,
+            &[("forward_attempts", json!(1))],
+            Some(NOW + 500),
+        )
+        .await
+        .expect("later");
+    assert!(ids(NOW + 100).await.is_empty());
+    assert_eq!(ids(NOW + 500).await, [(second.event_id.clone(), NOW + 500)]);
+    // Delivered: no longer claimable; still due: claimable again (the update released it).
+    assert!(!claim(&first.event_id, NOW + 100).await);
+    assert!(claim(&second.event_id, NOW + 1).await);
+    // An event nobody recorded: nothing to update, and no item appears.
+    store
+        .update_event(&task, "evt_nobody", &[("published_at", json!(1))], None)
+        .await
+        .expect("nothing");
+    let events = recorded_events(&store.task_items(&task).await.expect("items"));
+    assert_eq!(events.len(), 2);
+    let delivered = events
+        .iter()
+        .find(|e| e.event_id == first.event_id)
+        .expect("first");
+    assert_eq!(delivered.published_at, Some(NOW + 1));
+    assert!(!delivered.due);
+    let later = events
+        .iter()
+        .find(|e| e.event_id == second.event_id)
+        .expect("second");
+    assert_eq!(later.forward.attempts, 1);
+    assert!(later.due);
+}
+
+fn file_view(sk: &str) -> FileView {
+    FileView {
+        sk: sk.to_owned(),
+        kind: "audio".into(),
+        conversion_id: None,
+        stem: None,
+        format: Some("mp3".into()),
+        state: AssetState::Stored,
+        bucket: Some("b".into()),
+        key: format!("t-due/{sk}"),
+        size: Some(1),
+        sha256: Some("00".into()),
+        content_type: "audio/mpeg".into(),
+        stored_at: Some(NOW),
+        last_error: None,
+    }
+}
+
+async fn tasks_are_listed_by_status_newest_first_page_by_page<S: Store>(
+    fresh: impl AsyncFn() -> S,
+) {
+    let store = fresh().await;
+    let recorder = recorder(store.clone());
+    for n in 0..7u64 {
+        let body = json!({"task_id": format!("t-list-{n}"), "status": "COMPLETED"}).to_string();
+        recorder
+            .record(&callback(&body), NOW + n)
+            .await
+            .expect("recorded");
+    }
+    for n in 0..2u64 {
+        let body = json!({"task_id": format!("t-fail-{n}"), "status": "FAILED"}).to_string();
+        recorder
+            .record(&callback(&body), NOW + 10 + n)
+            .await
+            .expect("recorded");
+    }
+    // A conversion's COMPLETED shares the index: it is not a task.
+    recorder
+        .record(&callback(&body_of("http-music-ai-audio-1.json")), NOW + 20)
+        .await
+        .expect("recorded");
+    let list = async |status: TaskStatus, since: u64, limit: usize| {
+        let mut pages = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store
+                .list_tasks(&TaskQuery {
+                    status: status.clone(),
+                    since,
+                    limit,
+                    after,
+                })
+                .await
+                .expect("page");
+            assert!(page.tasks.len() <= limit, "{page:?}");
+            pages.push(
+                page.tasks
+                    .iter()
+                    .map(|t| t.task_id.clone())
+                    .collect::<Vec<_>>(),
+            );
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return pages.concat(),
+            }
+            assert!(pages.len() < 20, "paging does not end");
+        }
+    };
+    let completed = list(TaskStatus::Completed, NOW + 1, 3).await;
+    assert_eq!(
+        completed,
+        [
+            MUSIC_AI_TASK,
+            "t-list-6",
+            "t-list-5",
+            "t-list-4",
+            "t-list-3",
+            "t-list-2",
+            "t-list-1"
+        ]
+    );
+    assert_eq!(
+        list(TaskStatus::Failed, 0, 10).await,
+        ["t-fail-1", "t-fail-0"]
+    );
+    assert!(list(TaskStatus::Error, 0, 10).await.is_empty());
+    let first = store
+        .list_tasks(&TaskQuery {
+            status: TaskStatus::Completed,
+            since: 0,
+            limit: 2,
+            after: None,
+        })
+        .await
+        .expect("page");
+    assert_eq!(first.tasks[0].created_at, NOW + 20);
+    assert_eq!(first.tasks[0].status, "COMPLETED");
 }

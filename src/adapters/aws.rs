@@ -22,3 +22,11 @@ pub fn s3_client(sdk: &SdkConfig) -> aws_sdk_s3::Client {
     }
     aws_sdk_s3::Client::from_conf(builder.build())
 }
+
+pub fn eventbridge_client(sdk: &SdkConfig) -> aws_sdk_eventbridge::Client {
+    aws_sdk_eventbridge::Client::new(sdk)
+}
+
+pub fn secrets_client(sdk: &SdkConfig) -> aws_sdk_secretsmanager::Client {
+    aws_sdk_secretsmanager::Client::new(sdk)
+}

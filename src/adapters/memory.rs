@@ -14,12 +14,14 @@ use tokio::time::Instant;
 
 use crate::adapters::musicgpt::MusicGptApi;
 use crate::app::ports::{
-    Applied, AssetStore, AudioSource, ChunkSource, Clock, Download, ObjectSink, ObjectSpec, Ports,
-    TaskStore, Written,
+    Applied, AssetStore, AudioSource, BusEvent, ChunkSource, Clock, Download, DueEvent, EventBus,
+    EventLog, ObjectSink, ObjectSpec, Ports, Presigner, TaskIndex, TaskStore, Written,
 };
 use crate::domain::asset::{AssetItem, PendingAsset, StoredCopy, Unclaimed};
+use crate::domain::events::{EVENT_SK_PREFIX, OUTBOX_DUE};
 use crate::domain::ids::Id;
 use crate::domain::keys::{self, AssetKey};
+use crate::domain::listing::{TaskCursor, TaskPage, TaskQuery, TaskSummary};
 use crate::domain::plan::{Condition, ItemWrite, Plan};
 use crate::domain::status::{AssetState, ItemType, TaskStatus};
 use crate::error::{Error, Result};
@@ -253,23 +255,39 @@ impl AssetStore for MemoryTable {
         copy: &StoredCopy<'_>,
         now: u64,
     ) -> Result<bool> {
-        Ok(self.under_lease(asset, owner, |item| {
-            for (name, value) in [
-                ("state", json!(AssetState::Stored)),
-                ("size_bytes", json!(copy.size)),
-                ("etag", json!(copy.etag)),
-                ("sha256", json!(copy.sha256)),
-                ("bucket", json!(copy.bucket)),
-                ("s3_key", json!(copy.s3_key)),
-                ("stored_at", json!(now)),
-            ] {
-                item.insert(name.into(), value);
-            }
-            remove(
-                item,
-                &["lease_owner", "lease_until", "next_try_at", "last_error"],
-            );
-        }))
+        Ok(self.under_lease(asset, owner, |item| stored(item, copy, now)))
+    }
+
+    async fn mark_stored_with(
+        &self,
+        asset: &AssetKey,
+        owner: &str,
+        copy: &StoredCopy<'_>,
+        content_type: &str,
+        now: u64,
+        outbox: &[ItemWrite],
+    ) -> Result<bool> {
+        // One lock for the asset and its events: all or nothing, as a transaction.
+        let mut items = self.lock();
+        let Some(item) = items.get_mut(&(asset.pk.clone(), asset.sk.clone())) else {
+            return Ok(false);
+        };
+        let leased = text(item, "lease_owner") == Some(owner)
+            && text(item, "state") == Some(AssetState::Pending.as_str());
+        if !leased {
+            return Ok(false);
+        }
+        let mut next = items.clone();
+        if let Some(item) = next.get_mut(&(asset.pk.clone(), asset.sk.clone())) {
+            stored(item, copy, now);
+            item.insert("content_type".into(), json!(content_type));
+        }
+        for write in outbox {
+            apply_write(&mut next, write);
+            check_size(&next, write)?;
+        }
+        *items = next;
+        Ok(true)
     }
 
     async fn mark_retry(
@@ -351,6 +369,111 @@ impl AssetStore for MemoryTable {
     }
 }
 
+impl EventLog for MemoryTable {
+    async fn due_events(&self, cutoff: u64, limit: usize) -> Result<Vec<DueEvent>> {
+        let items = self.lock();
+        let mut due: Vec<(u64, &String, &String, DueEvent)> = items
+            .iter()
+            .filter(|(_, item)| text(item, "outbox") == Some(OUTBOX_DUE))
+            .filter_map(|((pk, sk), item)| {
+                let due_at = item.get("due_at")?.as_u64()?;
+                let event = DueEvent {
+                    task_id: text(item, "task_id")?.to_owned(),
+                    event_id: text(item, "event_id")?.to_owned(),
+                    due_at,
+                };
+                (due_at <= cutoff).then_some((due_at, pk, sk, event))
+            })
+            .collect();
+        due.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+        Ok(due.into_iter().take(limit).map(|(.., e)| e).collect())
+    }
+
+    async fn claim_event(&self, task: &Id, event_id: &str, now: u64, until: u64) -> Result<bool> {
+        let mut items = self.lock();
+        let key = (keys::task_pk(task), format!("{EVENT_SK_PREFIX}{event_id}"));
+        let Some(item) = items.get_mut(&key) else {
+            return Ok(false);
+        };
+        let free = item
+            .get("claimed_until")
+            .and_then(Value::as_u64)
+            .is_none_or(|at| at <= now);
+        if text(item, "outbox") != Some(OUTBOX_DUE) || !free {
+            return Ok(false);
+        }
+        item.insert("claimed_until".into(), json!(until));
+        Ok(true)
+    }
+
+    async fn update_event(
+        &self,
+        task: &Id,
+        event_id: &str,
+        set: &[(&'static str, Value)],
+        due_at: Option<u64>,
+    ) -> Result<()> {
+        let mut items = self.lock();
+        let key = (keys::task_pk(task), format!("{EVENT_SK_PREFIX}{event_id}"));
+        if let Some(item) = items.get_mut(&key) {
+            for (name, value) in set {
+                item.insert((*name).to_owned(), value.clone());
+            }
+            item.remove("claimed_until");
+            match due_at {
+                Some(at) => {
+                    item.insert("outbox".into(), json!(OUTBOX_DUE));
+                    item.insert("due_at".into(), json!(at));
+                }
+                None => remove(item, &["outbox", "due_at"]),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl TaskIndex for MemoryTable {
+    /// As the index answers: newest first; conversions (which share it) filtered out.
+    async fn list_tasks(&self, query: &TaskQuery) -> Result<TaskPage> {
+        let items = self.lock();
+        let status = query.status.as_str();
+        let mut found: Vec<(u64, String, String, TaskSummary)> = items
+            .iter()
+            .filter(|(_, item)| text(item, "status") == Some(status))
+            .filter(|(_, item)| text(item, "item_type") == Some(ItemType::Task.as_str()))
+            .filter_map(|((pk, sk), item)| {
+                let created_at = item.get("created_at")?.as_u64()?;
+                let summary = TaskSummary {
+                    task_id: text(item, "task_id")?.to_owned(),
+                    status: status.to_owned(),
+                    created_at,
+                };
+                (created_at >= query.since).then(|| (created_at, pk.clone(), sk.clone(), summary))
+            })
+            .collect();
+        found.sort_by(|a, b| (b.0, &b.1, &b.2).cmp(&(a.0, &a.1, &a.2)));
+        if let Some(after) = &query.after {
+            let at = (after.created_at, after.pk.clone(), after.sk.clone());
+            found.retain(|(c, p, s, _)| (*c, p.clone(), s.clone()) < at);
+        }
+        let limit = query.limit.max(1);
+        let more = found.len() > limit;
+        found.truncate(limit);
+        let next = found
+            .last()
+            .filter(|_| more)
+            .map(|(created_at, pk, sk, _)| TaskCursor {
+                created_at: *created_at,
+                pk: pk.clone(),
+                sk: sk.clone(),
+            });
+        Ok(TaskPage {
+            tasks: found.into_iter().map(|(.., t)| t).collect(),
+            next,
+        })
+    }
+}
+
 impl MemoryTable {
     fn pending(&self) -> Vec<PendingAsset> {
         let items = self.lock();
@@ -365,6 +488,25 @@ impl MemoryTable {
         });
         pending
     }
+}
+
+/// What `mark_stored` writes on the asset item.
+fn stored(item: &mut Item, copy: &StoredCopy<'_>, now: u64) {
+    for (name, value) in [
+        ("state", json!(AssetState::Stored)),
+        ("size_bytes", json!(copy.size)),
+        ("etag", json!(copy.etag)),
+        ("sha256", json!(copy.sha256)),
+        ("bucket", json!(copy.bucket)),
+        ("s3_key", json!(copy.s3_key)),
+        ("stored_at", json!(now)),
+    ] {
+        item.insert(name.into(), value);
+    }
+    remove(
+        item,
+        &["lease_owner", "lease_until", "next_try_at", "last_error"],
+    );
 }
 
 /// The same update a DynamoDB UpdateItem makes: `SET`, `SET if_not_exists`, `ADD`.
@@ -707,4 +849,80 @@ impl Ports for MemoryPorts {
     type Source = MemorySource;
     type Sink = MemorySink;
     type Api = MusicGptApi;
+}
+
+/// The event bus: what was published, in order; failures scripted for fault tests. Clones
+/// share everything.
+#[derive(Clone, Default)]
+pub struct MemoryBus {
+    published: Arc<Mutex<Vec<BusEvent>>>,
+    /// While set, every publish call fails as an unreachable bus does.
+    outage: Arc<AtomicBool>,
+    /// The next this many events are refused one by one (the bus answers per entry).
+    refuse_next: Arc<AtomicUsize>,
+    calls: Arc<AtomicUsize>,
+}
+
+impl MemoryBus {
+    pub fn new() -> MemoryBus {
+        MemoryBus::default()
+    }
+
+    pub fn published(&self) -> Vec<BusEvent> {
+        lock(&self.published).clone()
+    }
+
+    pub fn set_outage(&self, on: bool) {
+        self.outage.store(on, Ordering::SeqCst);
+    }
+
+    pub fn refuse_next(&self, events: usize) {
+        self.refuse_next.store(events, Ordering::SeqCst);
+    }
+
+    /// Publish calls so far, failed ones included.
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+impl EventBus for MemoryBus {
+    async fn publish(&self, events: &[BusEvent]) -> Result<Vec<std::result::Result<(), String>>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.outage.load(Ordering::SeqCst) {
+            return Err(Error::storage("PutEvents: bus unreachable (outage)"));
+        }
+        let mut answers = Vec::new();
+        for event in events {
+            let refuse = self
+                .refuse_next
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            if refuse {
+                answers.push(Err("InternalFailure".to_owned()));
+            } else {
+                lock(&self.published).push(event.clone());
+                answers.push(Ok(()));
+            }
+        }
+        Ok(answers)
+    }
+}
+
+/// Download links that name the object (`memory://<bucket>/<key>?expires=<seconds>`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MemoryPresigner;
+
+impl Presigner for MemoryPresigner {
+    async fn presign_get(
+        &self,
+        bucket: &str,
+        key: &str,
+        expires: std::time::Duration,
+    ) -> Result<String> {
+        Ok(format!(
+            "memory://{bucket}/{key}?expires={}",
+            expires.as_secs()
+        ))
+    }
 }

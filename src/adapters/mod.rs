@@ -3,8 +3,11 @@
 
 pub mod aws;
 pub mod dynamodb;
+pub mod eventbridge;
+pub mod forward;
 pub mod memory;
 pub mod musicgpt;
+pub mod presign;
 pub mod s3;
 pub mod source;
 

@@ -19,11 +19,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use crate::app::announce::CopyEvents;
 use crate::app::ports::{
     AssetStore, AudioSource, Clock, Download, ObjectSink, ObjectSpec, Ports, SystemClock, Written,
 };
 use crate::app::verify::{Verdict, Verifier};
 use crate::domain::asset::{AssetItem, StoredCopy, Unclaimed};
+use crate::domain::events::FileView;
 use crate::domain::ids::Id;
 use crate::domain::keys::AssetKey;
 use crate::domain::media::content_type_for;
@@ -117,6 +119,8 @@ pub struct CopyEngine<P: Ports> {
     policy: RetryPolicy,
     verifier: Option<Verifier<P>>,
     clock: Arc<dyn Clock>,
+    /// Events for the owner's application (`app::announce`), when they are on.
+    events: Option<Arc<dyn CopyEvents>>,
 }
 
 impl<P: Ports> CopyEngine<P> {
@@ -128,7 +132,15 @@ impl<P: Ports> CopyEngine<P> {
             policy,
             verifier: None,
             clock: Arc::new(SystemClock),
+            events: None,
         }
+    }
+
+    /// Writes each file's `Asset Stored` event with its STORED mark, and announces the task
+    /// whenever one of its files settles.
+    pub fn with_events(mut self, events: Arc<dyn CopyEvents>) -> Self {
+        self.events = Some(events);
+        self
     }
 
     /// Confirms every asset with MusicGPT's byId before downloading it.
@@ -186,11 +198,27 @@ impl<P: Ports> CopyEngine<P> {
             }
         };
         if let Some(outcome) = self.verify(asset, &owner, &item, now).await? {
+            if let (Some(events), CopyOutcome::Failed { .. }, Some(task)) =
+                (&self.events, &outcome, Id::parse(&item.task_id))
+            {
+                events.settled(&task).await;
+            }
             return Ok(outcome);
         }
         let started = std::time::Instant::now();
         let result = self.transfer(&item, stop).await;
         let outcome = self.settle(asset, &owner, &item, result).await?;
+        if let Some(events) = &self.events
+            && matches!(
+                outcome,
+                CopyOutcome::Stored { .. }
+                    | CopyOutcome::Failed { .. }
+                    | CopyOutcome::Expired { .. }
+            )
+            && let Some(task) = Id::parse(&item.task_id)
+        {
+            events.settled(&task).await;
+        }
         let elapsed_ms = started.elapsed().as_millis() as u64;
         match &outcome {
             CopyOutcome::Stored { size, sha256 } => info!(
@@ -258,7 +286,9 @@ impl<P: Ports> CopyEngine<P> {
         }))
     }
 
-    async fn transfer(&self, item: &AssetItem, stop: Option<Instant>) -> Result<Written> {
+    /// The copy, and the Content-Type it was stored with.
+    async fn transfer(&self, item: &AssetItem, stop: Option<Instant>) -> Result<(Written, String)> {
+        let fallback = content_type_for(item.ext.as_deref().unwrap_or_default());
         // An earlier attempt may have uploaded the file and then lost its write-back: take
         // that copy rather than upload the same bytes twice.
         if let Some(written) = self
@@ -267,7 +297,7 @@ impl<P: Ports> CopyEngine<P> {
             .await?
         {
             info!(task_id = %item.task_id, sk = %item.sk, "found a complete earlier copy");
-            return Ok(written);
+            return Ok((written, fallback.to_owned()));
         }
         let open = self.source.open(&item.source_url);
         let mut download = match stop {
@@ -279,7 +309,7 @@ impl<P: Ports> CopyEngine<P> {
         let content_type = download
             .content_type()
             .map(str::to_owned)
-            .unwrap_or_else(|| content_type_for(item.ext.as_deref().unwrap_or_default()).into());
+            .unwrap_or_else(|| fallback.into());
         let mut metadata = HashMap::from([
             ("task-id".to_owned(), item.task_id.clone()),
             ("source-url".to_owned(), without_query(&item.source_url)),
@@ -292,7 +322,8 @@ impl<P: Ports> CopyEngine<P> {
             content_type,
             metadata,
         };
-        self.sink.write(&spec, &mut download, stop).await
+        let written = self.sink.write(&spec, &mut download, stop).await?;
+        Ok((written, spec.content_type))
     }
 
     /// The asset's own deadline, or for items older than deadlines, one from when it came.
@@ -310,11 +341,11 @@ impl<P: Ports> CopyEngine<P> {
         asset: &AssetKey,
         owner: &str,
         item: &AssetItem,
-        result: Result<Written>,
+        result: Result<(Written, String)>,
     ) -> Result<CopyOutcome> {
         let now = self.clock.now_secs();
         let (kept, outcome) = match result {
-            Ok(written) => {
+            Ok((written, content_type)) => {
                 let stored = StoredCopy {
                     bucket: self.sink.bucket(),
                     s3_key: &item.s3_key,
@@ -322,7 +353,16 @@ impl<P: Ports> CopyEngine<P> {
                     etag: &written.etag,
                     sha256: &written.sha256,
                 };
-                let kept = self.assets.mark_stored(asset, owner, &stored, now).await?;
+                let kept = match (&self.events, Id::parse(&item.task_id)) {
+                    (Some(events), Some(task)) => {
+                        let file = FileView::stored_copy(item, &stored, &content_type, now);
+                        let outbox = events.stored(&task, file, now).await?;
+                        self.assets
+                            .mark_stored_with(asset, owner, &stored, &content_type, now, &outbox)
+                            .await?
+                    }
+                    _ => self.assets.mark_stored(asset, owner, &stored, now).await?,
+                };
                 let outcome = CopyOutcome::Stored {
                     size: written.size,
                     sha256: written.sha256,

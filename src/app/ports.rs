@@ -14,6 +14,7 @@ use crate::domain::asset::{AssetItem, PendingAsset, StoredCopy, Unclaimed};
 use crate::domain::by_user::{ByUserPage, ByUserQuery, PageKey};
 use crate::domain::ids::Id;
 use crate::domain::keys::AssetKey;
+use crate::domain::listing::{TaskPage, TaskQuery};
 use crate::domain::plan::{ItemWrite, Plan};
 use crate::domain::requests::SubmitRequest;
 use crate::error::Result;
@@ -94,6 +95,20 @@ pub trait AssetStore: Clone + Send + Sync + 'static {
         owner: &str,
         copy: &StoredCopy<'_>,
         now: u64,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// STORED as `mark_stored`, and in the same transaction the `outbox` items (the file's
+    /// event, created if absent) and the object's `content_type` on the asset: the event exists
+    /// exactly when the file is STORED, whatever crashes afterwards. `false`: the lease was
+    /// lost and nothing was written.
+    fn mark_stored_with(
+        &self,
+        asset: &AssetKey,
+        owner: &str,
+        copy: &StoredCopy<'_>,
+        content_type: &str,
+        now: u64,
+        outbox: &[ItemWrite],
     ) -> impl Future<Output = Result<bool>> + Send;
 
     /// Back to PENDING for another try at `next_try_at`.
@@ -217,6 +232,111 @@ pub trait MusicGpt: Clone + Send + Sync + 'static {
         query: &ByUserQuery,
         page: Option<&PageKey>,
     ) -> impl Future<Output = Result<ByUserPage>> + Send;
+}
+
+/// The outbox: event items (`EVENT#<event id>` in their task's partition, created with
+/// `TaskStore::write_once`) stay in the `events_due` index while their publishing or
+/// forwarding is due.
+pub trait EventLog: Clone + Send + Sync + 'static {
+    /// Events whose delivery is due by `cutoff`, soonest first, at most `limit`.
+    fn due_events(
+        &self,
+        cutoff: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<DueEvent>>> + Send;
+
+    /// Takes a short claim on a due event so that concurrent announcers (four copies of one
+    /// task settling at once, the sweep) do not all deliver it: `true` for exactly one of
+    /// them until the claim passes `until` or [`EventLog::update_event`] releases it.
+    fn claim_event(
+        &self,
+        task: &Id,
+        event_id: &str,
+        now: u64,
+        until: u64,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Records how an event's delivery went and releases its claim: sets `set` on its item,
+    /// and `due_at` (`None`: nothing more is due; the item leaves the index).
+    fn update_event(
+        &self,
+        task: &Id,
+        event_id: &str,
+        set: &[(&'static str, Value)],
+        due_at: Option<u64>,
+    ) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// An event item found in the `events_due` index.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct DueEvent {
+    pub task_id: String,
+    pub event_id: String,
+    pub due_at: u64,
+}
+
+/// Tasks by status through the `tasks_by_status` index (never a scan).
+pub trait TaskIndex: Clone + Send + Sync + 'static {
+    /// One page of tasks with the query's status created since `since`, newest first.
+    fn list_tasks(&self, query: &TaskQuery) -> impl Future<Output = Result<TaskPage>> + Send;
+}
+
+/// One event for the bus.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BusEvent {
+    /// The stable id (also `detail.event_id`).
+    pub event_id: String,
+    pub detail_type: &'static str,
+    /// The detail as JSON text.
+    pub detail: String,
+    /// When it happened, epoch seconds.
+    pub time: u64,
+    /// ARNs of the objects it is about.
+    pub resources: Vec<String>,
+}
+
+/// The owner's event bus (EventBridge).
+pub trait EventBus: Clone + Send + Sync + 'static {
+    /// Publishes a batch; answers per event, in order: `Err` with the reason for each one the
+    /// bus refused. `Err` for the whole call when the bus could not be reached.
+    fn publish(
+        &self,
+        events: &[BusEvent],
+    ) -> impl Future<Output = Result<Vec<std::result::Result<(), String>>>> + Send;
+}
+
+/// How one POST to the owner's webhook ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ForwardAnswer {
+    /// A 2xx.
+    Delivered(u16),
+    /// 410 Gone: the receiver wants no more.
+    Gone,
+    /// Anything else that may pass: another status, a timeout, a reset.
+    Failed(String),
+    /// The target breaks the guard rules: nothing was sent.
+    Refused(String),
+}
+
+/// The owner's own webhook (`FORWARD_URL`), signed per Standard Webhooks.
+pub trait Forwarder: Clone + Send + Sync + 'static {
+    /// POSTs `payload` (JSON) with `webhook-id` = `event_id` and `webhook-timestamp` = `now`.
+    fn forward(
+        &self,
+        event_id: &str,
+        payload: &str,
+        now: u64,
+    ) -> impl Future<Output = ForwardAnswer> + Send;
+}
+
+/// Time-limited download links to stored objects.
+pub trait Presigner: Clone + Send + Sync + 'static {
+    fn presign_get(
+        &self,
+        bucket: &str,
+        key: &str,
+        expires: std::time::Duration,
+    ) -> impl Future<Output = Result<String>> + Send;
 }
 
 /// Wall-clock time in epoch seconds, replaceable so tests can move it.

@@ -1,11 +1,17 @@
 //! The webhook function: API Gateway / function URL -> record the callback (and, with
-//! `COPY_MODE=inline`, copy its files before answering).
+//! `COPY_MODE=inline`, copy its files before answering); with events on, announce what the
+//! task owes; `GET /tasks/{task_id}` and `GET /tasks` are the read API.
+
+use std::sync::Arc;
 
 use lambda_http::{Error, Request, run, service_fn};
+use musicgpt_webhook::app::announce::CopyEvents;
 use musicgpt_webhook::config::CopyMode;
-use musicgpt_webhook::lambda::http::{AfterRecord, Webhook};
+use musicgpt_webhook::lambda::announce::AnnounceAfter;
+use musicgpt_webhook::lambda::http::{AfterRecord, NoFollowUp, Webhook};
 use musicgpt_webhook::lambda::inline::InlineCopy;
 use musicgpt_webhook::lambda::logs;
+use musicgpt_webhook::lambda::read_api::ReadRoutes;
 use musicgpt_webhook::wiring::App;
 
 #[tokio::main]
@@ -13,21 +19,33 @@ async fn main() -> Result<(), Error> {
     logs::init();
     let app = App::from_env().await?;
     let ingest = app.ingest()?;
-    match app.config.copy_mode {
-        CopyMode::Stream => serve(Webhook::new(ingest)).await,
-        CopyMode::Inline => {
+    let read: Arc<dyn ReadRoutes> = Arc::new(app.read_api()?);
+    let events = app.events().map(|e| e as Arc<dyn CopyEvents>);
+    match (app.config.copy_mode, events) {
+        (CopyMode::Stream, None) => serve(Webhook::new(ingest), read).await,
+        (CopyMode::Stream, Some(events)) => {
+            let after = AnnounceAfter::new(NoFollowUp, events);
+            serve(Webhook::with_follow_up(ingest, after), read).await
+        }
+        (CopyMode::Inline, events) => {
             let inline = InlineCopy::new(app.copy_engine()?);
-            serve(Webhook::with_follow_up(ingest, inline)).await
+            match events {
+                None => serve(Webhook::with_follow_up(ingest, inline), read).await,
+                Some(events) => {
+                    let after = AnnounceAfter::new(inline, events);
+                    serve(Webhook::with_follow_up(ingest, after), read).await
+                }
+            }
         }
     }
 }
 
-async fn serve<T, A>(webhook: Webhook<T, A>) -> Result<(), Error>
+async fn serve<T, A>(webhook: Webhook<T, A>, read: Arc<dyn ReadRoutes>) -> Result<(), Error>
 where
     T: musicgpt_webhook::app::ports::TaskStore,
     A: AfterRecord,
 {
-    let webhook = &webhook;
+    let webhook = &webhook.with_read_api(read);
     run(service_fn(move |request: Request| async move {
         Ok::<_, Error>(webhook.handle(request).await)
     }))

@@ -142,6 +142,8 @@ pub enum ItemType {
     Transcript,
     /// A body that came with the right token but could not be recorded.
     Quarantined,
+    /// An event for the owner's application, and where its delivery stands (the outbox).
+    Event,
 }
 
 impl ItemType {
@@ -157,6 +159,7 @@ impl ItemType {
             ItemType::LyricsTimestamped => "LYRICS_TIMESTAMPED",
             ItemType::Transcript => "TRANSCRIPT",
             ItemType::Quarantined => "QUARANTINED",
+            ItemType::Event => "EVENT",
         }
     }
 }

@@ -53,8 +53,49 @@ impl WebhookTokens {
     }
 }
 
+impl WebhookTokens {
+    /// Whether the two sets share a token (read tokens must never be webhook tokens).
+    pub fn shares_a_token_with(&self, other: &WebhookTokens) -> bool {
+        self.0.iter().any(|mine| {
+            other
+                .0
+                .iter()
+                .fold(subtle::Choice::from(0), |found, theirs| {
+                    found | mine.ct_eq(theirs)
+                })
+                .into()
+        })
+    }
+}
+
 fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
+}
+
+/// Standard Webhooks signing secrets (`FORWARD_SECRETS`): `whsec_<base64>` values, comma- or space-separated; each must decode to at least 16 bytes.
+pub fn parse_signing_secrets(raw: &str) -> std::result::Result<Vec<String>, String> {
+    use base64::Engine;
+    let secrets: Vec<String> = raw
+        .split([',', ' ', '\n'])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if secrets.is_empty() {
+        return Err("names no secret".into());
+    }
+    for secret in &secrets {
+        let key = secret
+            .strip_prefix("whsec_")
+            .ok_or("each secret must start with whsec_")?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(key)
+            .map_err(|_| "each secret must be whsec_ followed by base64")?;
+        if bytes.len() < 16 {
+            return Err("each secret must hold at least 16 bytes".into());
+        }
+    }
+    Ok(secrets)
 }
 
 #[cfg(test)]

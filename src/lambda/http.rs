@@ -2,6 +2,7 @@
 //! recorded, then answered. Checks run in an order that tells a caller without the token
 //! nothing about the endpoint.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use lambda_http::http::header;
@@ -15,6 +16,7 @@ use crate::domain::ids::Id;
 use crate::domain::token::WebhookTokens;
 use crate::error::{Error, Result};
 use crate::lambda::budget::lambda_deadline;
+use crate::lambda::read_api::{ReadRoutes, read_route};
 use crate::lambda::response::{accepted, error_response};
 
 /// Larger bodies are refused before parsing (contract: 413 over 1 MiB).
@@ -124,6 +126,8 @@ impl AfterRecord for NoFollowUp {
 pub struct Webhook<T, A = NoFollowUp> {
     ingest: Ingest<T>,
     after: A,
+    /// `GET /tasks/{task_id}`, `GET /tasks`, when the read API is on.
+    read: Option<Arc<dyn ReadRoutes>>,
 }
 
 impl<T: TaskStore> Webhook<T, NoFollowUp> {
@@ -131,17 +135,33 @@ impl<T: TaskStore> Webhook<T, NoFollowUp> {
         Webhook {
             ingest,
             after: NoFollowUp,
+            read: None,
         }
     }
 }
 
 impl<T: TaskStore, A: AfterRecord> Webhook<T, A> {
     pub fn with_follow_up(ingest: Ingest<T>, after: A) -> Self {
-        Webhook { ingest, after }
+        Webhook {
+            ingest,
+            after,
+            read: None,
+        }
+    }
+
+    /// Serves the read routes too (GET only; every other request is the webhook's).
+    pub fn with_read_api(mut self, read: Arc<dyn ReadRoutes>) -> Self {
+        self.read = Some(read);
+        self
     }
 
     /// Never fails: every error becomes a response, so no input can crash the function.
     pub async fn handle(&self, request: Request) -> Response<Body> {
+        if let Some(read) = &self.read
+            && let Some(route) = read_route(request.method().as_str(), request.uri().path())
+        {
+            return read.serve(&request, route).await;
+        }
         let content_type = request
             .headers()
             .get(header::CONTENT_TYPE)

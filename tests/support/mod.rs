@@ -24,7 +24,7 @@ use aws_sdk_dynamodb::types::{
     TimeToLiveSpecification,
 };
 use aws_sdk_s3::config::RequestChecksumCalculation;
-use musicgpt_webhook::adapters::dynamodb::{ASSETS_BY_STATE, TASKS_BY_STATUS};
+use musicgpt_webhook::adapters::dynamodb::{ASSETS_BY_STATE, EVENTS_DUE, TASKS_BY_STATUS};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -124,6 +124,8 @@ pub async fn fresh_table() -> String {
         .attribute_definitions(attribute("created_at", ScalarAttributeType::N))
         .attribute_definitions(attribute("state", ScalarAttributeType::S))
         .attribute_definitions(attribute("next_try_at", ScalarAttributeType::N))
+        .attribute_definitions(attribute("outbox", ScalarAttributeType::S))
+        .attribute_definitions(attribute("due_at", ScalarAttributeType::N))
         .key_schema(key("pk", KeyType::Hash))
         .key_schema(key("sk", KeyType::Range))
         .global_secondary_indexes(index(
@@ -137,6 +139,12 @@ pub async fn fresh_table() -> String {
             "state",
             "next_try_at",
             &["task_id", "created_at", "deadline_at"],
+        ))
+        .global_secondary_indexes(index(
+            EVENTS_DUE,
+            "outbox",
+            "due_at",
+            &["task_id", "event_id"],
         ))
         .billing_mode(BillingMode::PayPerRequest)
         .stream_specification(
@@ -176,6 +184,129 @@ pub async fn fresh_bucket() -> String {
         .await
         .expect("create bucket in moto");
     name
+}
+
+/// An EventBridge bus with a rule that sends every `musicgpt-webhook` event to a new SQS
+/// queue, as moto delivers them; returns (bus name, queue URL).
+pub async fn fresh_bus_with_queue() -> (String, String) {
+    let sdk = sdk_config().await;
+    let events = aws_sdk_eventbridge::Client::new(&sdk);
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let bus = unique_name("bus");
+    events
+        .create_event_bus()
+        .name(&bus)
+        .send()
+        .await
+        .expect("create bus in moto");
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(unique_name("queue"))
+        .send()
+        .await
+        .expect("create queue in moto")
+        .queue_url
+        .expect("queue URL");
+    let queue_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("queue attributes")
+        .attributes
+        .and_then(|a| {
+            a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                .cloned()
+        })
+        .expect("queue ARN");
+    let rule = unique_name("rule");
+    events
+        .put_rule()
+        .name(&rule)
+        .event_bus_name(&bus)
+        .event_pattern(r#"{"source":["musicgpt-webhook"]}"#)
+        .send()
+        .await
+        .expect("create rule in moto");
+    events
+        .put_targets()
+        .rule(&rule)
+        .event_bus_name(&bus)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("queue")
+                .arn(queue_arn)
+                .build()
+                .expect("target"),
+        )
+        .send()
+        .await
+        .expect("add the queue as the rule's target");
+    (bus, queue_url)
+}
+
+/// Every message on the queue now, as the EventBridge events they carry (deleted as read).
+pub async fn drain_queue(queue_url: &str) -> Vec<serde_json::Value> {
+    let sqs = aws_sdk_sqs::Client::new(&sdk_config().await);
+    let mut events = Vec::new();
+    loop {
+        let out = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .expect("receive from moto");
+        let messages = out.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return events;
+        }
+        for message in messages {
+            let body = message.body.as_deref().expect("message body");
+            events.push(serde_json::from_str(body).expect("an event as JSON"));
+            sqs.delete_message()
+                .queue_url(queue_url)
+                .set_receipt_handle(message.receipt_handle)
+                .send()
+                .await
+                .expect("delete message");
+        }
+    }
+}
+
+/// The Python of the test virtualenv (moto's), which also has jsonschema and standardwebhooks.
+pub fn venv_python() -> PathBuf {
+    Some(find_moto_server().with_file_name("python"))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("python3"))
+}
+
+/// Validates each (detail type, detail) against schemas/events/ with Python's jsonschema.
+pub fn check_event_schemas(events: &[(String, serde_json::Value)]) {
+    let list: Vec<serde_json::Value> = events
+        .iter()
+        .map(|(t, d)| serde_json::json!({ "detail_type": t, "detail": d }))
+        .collect();
+    let file = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "events-{}-{}.json",
+        std::process::id(),
+        unique_name("check")
+    ));
+    std::fs::write(&file, serde_json::to_vec(&list).expect("json")).expect("write events");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(venv_python())
+        .arg(root.join("tests/support/check_events.py"))
+        .arg(root.join("schemas/events"))
+        .arg(&file)
+        .output()
+        .expect("run check_events.py");
+    assert!(
+        out.status.success(),
+        "events do not match their schemas:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Every item of `table`, sorted by (pk, sk) so tests can compare whole tables.

@@ -4,15 +4,18 @@
 
 use std::collections::HashMap;
 
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem, Update};
 use serde::Deserialize;
 
+use super::update::update;
 use super::{ASSETS_BY_STATE, DynamoTable, key, n, s};
 use crate::app::ports::AssetStore;
 use crate::domain::asset::{AssetItem, PendingAsset, StoredCopy, Unclaimed};
 use crate::domain::ids::Id;
 use crate::domain::keys::{self, AssetKey};
+use crate::domain::plan::ItemWrite;
 use crate::domain::status::AssetState;
 use crate::error::{Error, Result};
 
@@ -106,6 +109,87 @@ impl AssetStore for DynamoTable {
             .expression_attribute_values(":key", s(copy.s3_key))
             .expression_attribute_values(":now", n(now));
         self.under_lease(request, asset, owner).await
+    }
+
+    /// STORED with its event items, in one transaction. A transaction that collides with
+    /// another write of the same items is sent again a few times before it counts as a
+    /// storage failure (the copy engine then finds the object next time).
+    async fn mark_stored_with(
+        &self,
+        asset: &AssetKey,
+        owner: &str,
+        copy: &StoredCopy<'_>,
+        content_type: &str,
+        now: u64,
+        outbox: &[ItemWrite],
+    ) -> Result<bool> {
+        let mut items = vec![TransactWriteItem::builder()
+            .update(
+                Update::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(key(&asset.pk, &asset.sk)))
+                    .update_expression(
+                        "SET #state = :stored, size_bytes = :size, etag = :etag, sha256 = :sha, \
+                         #bucket = :bucket, s3_key = :key, stored_at = :now, content_type = :ct \
+                         REMOVE lease_owner, lease_until, next_try_at, last_error",
+                    )
+                    .condition_expression("lease_owner = :lease_owner AND #state = :pending")
+                    .expression_attribute_names("#state", "state")
+                    .expression_attribute_names("#bucket", "bucket")
+                    .expression_attribute_values(":stored", s(AssetState::Stored.as_str()))
+                    .expression_attribute_values(":size", n(copy.size))
+                    .expression_attribute_values(":etag", s(copy.etag))
+                    .expression_attribute_values(":sha", s(copy.sha256))
+                    .expression_attribute_values(":bucket", s(copy.bucket))
+                    .expression_attribute_values(":key", s(copy.s3_key))
+                    .expression_attribute_values(":now", n(now))
+                    .expression_attribute_values(":ct", s(content_type))
+                    .expression_attribute_values(":lease_owner", s(owner))
+                    .expression_attribute_values(":pending", s(AssetState::Pending.as_str()))
+                    .build()
+                    .map_err(|e| Error::storage_from("building an update", e))?,
+            )
+            .build()];
+        for write in outbox {
+            items.push(
+                TransactWriteItem::builder()
+                    .update(update(&self.table, write)?)
+                    .build(),
+            );
+        }
+        for round in 0..4u32 {
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await;
+            let cancelled = match result {
+                Ok(_) => return Ok(true),
+                Err(err) => match err.into_service_error() {
+                    TransactWriteItemsError::TransactionCanceledException(c) => c,
+                    other => return Err(Error::storage_from("TransactWriteItems", other)),
+                },
+            };
+            let codes: Vec<&str> = cancelled
+                .cancellation_reasons()
+                .iter()
+                .map(|r| r.code().unwrap_or("None"))
+                .collect();
+            if codes.first() == Some(&"ConditionalCheckFailed") {
+                return Ok(false);
+            }
+            if !codes.contains(&"TransactionConflict") {
+                return Err(Error::storage(format!(
+                    "marking stored cancelled: {}",
+                    codes.join(", ")
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20 << round)).await;
+        }
+        Err(Error::storage(
+            "marking stored: transaction still conflicting",
+        ))
     }
 
     /// Back to PENDING for another try at `next_try_at`.

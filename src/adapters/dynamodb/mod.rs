@@ -2,6 +2,7 @@
 //! implements both the task store and the asset store.
 
 mod assets;
+mod events;
 mod tasks;
 mod update;
 
@@ -16,6 +17,10 @@ pub const TASKS_BY_STATUS: &str = "tasks_by_status";
 /// Global secondary index on `state` (hash) and `next_try_at` (range): only asset items have a
 /// `state`, so the reconciler reads only the PENDING ones. Projects `task_id`.
 pub const ASSETS_BY_STATE: &str = "assets_by_state";
+/// Global secondary index on `outbox` (hash) and `due_at` (range): only event items whose
+/// publishing or forwarding is still due carry `outbox`, so the sweep reads only those.
+/// Projects `task_id`, `event_id`.
+pub const EVENTS_DUE: &str = "events_due";
 
 /// The table, through one client; cheap to clone (the client shares its connection pool).
 #[derive(Clone)]

@@ -119,6 +119,24 @@ impl HttpSource {
     }
 }
 
+/// An HTTP client that connects only to addresses `guard` approves, follows no redirect and
+/// uses no proxy: the source's own client, for other outgoing requests under the same rules
+/// (the event forwarder).
+pub fn guarded_client(
+    guard: Arc<SourceGuard>,
+    connect_timeout: Duration,
+) -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .referer(false)
+        .connect_timeout(connect_timeout)
+        .dns_resolver(GuardedResolver(guard))
+        .user_agent(concat!("musicgpt-webhook/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| Error::Config(format!("HTTP client: {e}")))
+}
+
 impl AudioSource for HttpSource {
     type Download = HttpDownload;
 
