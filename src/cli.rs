@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use clap::builder::{BoolishValueParser, PossibleValuesParser, TypedValueParser};
 use clap::error::ErrorKind;
+use std::time::Duration;
+
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;
 
@@ -21,6 +23,7 @@ use crate::domain::requests::{
     SoundGeneratorRequest, SpeedChangerRequest, Stem, SubmitRequest, TextToSpeechRequest,
     TranscribeRequest, VoiceChangerRequest,
 };
+use crate::domain::status::AssetState;
 use crate::error::{Error, Result};
 
 pub const BIN: &str = "musicgpt-webhook";
@@ -48,8 +51,25 @@ pub enum Command {
         max_pages: usize,
     },
     Completions(Shell),
+    /// Record a task's stored callbacks again, through the same path as a delivery.
+    Replay {
+        task_id: Id,
+    },
+    /// FAILED / EXPIRED assets back to PENDING, of one task or all in a state.
+    Redrive(Redrive),
+    /// PENDING assets older than this, with their last error.
+    Stuck {
+        older_than: Duration,
+    },
     /// Help or version text, to print as it is.
     Help(String),
+}
+
+/// What `redrive` puts back to PENDING.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Redrive {
+    Task(Id),
+    State(AssetState),
 }
 
 /// `args` without the program name; `webhook_url_env` is `WEBHOOK_URL`, used when no
@@ -110,6 +130,53 @@ pub fn parse(args: &[String], webhook_url_env: Option<String>) -> Result<Command
             })
         }
         Top::Completions { shell } => Ok(Command::Completions(shell)),
+        Top::Replay(args) => Ok(Command::Replay {
+            task_id: task_id(&args.task)?,
+        }),
+        Top::Redrive(args) => match (args.task, args.state) {
+            (Some(task), None) => Ok(Command::Redrive(Redrive::Task(task_id(&task)?))),
+            (None, Some(state)) => Ok(Command::Redrive(Redrive::State(state))),
+            _ => Err(Error::InvalidRequest(
+                "redrive: give --task <id> or --state FAILED|EXPIRED".into(),
+            )),
+        },
+        Top::Stuck(args) => Ok(Command::Stuck {
+            older_than: args.older_than,
+        }),
+    }
+}
+
+fn task_id(text: &str) -> Result<Id> {
+    Id::parse(text).ok_or_else(|| {
+        Error::InvalidRequest("--task: not a valid id (1 to 128 of A-Z a-z 0-9 _ -)".into())
+    })
+}
+
+/// A duration such as 30m, 2h, 7d or 90s (a bare number is seconds).
+fn duration(text: &str) -> std::result::Result<Duration, String> {
+    let text = text.trim();
+    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((at, _)) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return Err("a number of s, m, h or d, like 30m".into()),
+    };
+    let value: u64 = digits
+        .parse()
+        .map_err(|_| "a number of s, m, h or d, like 30m".to_owned())?;
+    Ok(Duration::from_secs(value.saturating_mul(scale)))
+}
+
+fn asset_state(text: &str) -> std::result::Result<AssetState, String> {
+    match text.trim().to_ascii_uppercase().as_str() {
+        "FAILED" => Ok(AssetState::Failed),
+        "EXPIRED" => Ok(AssetState::Expired),
+        _ => Err("FAILED or EXPIRED".into()),
     }
 }
 
@@ -152,6 +219,36 @@ enum Top {
         #[arg(value_enum)]
         shell: Shell,
     },
+    /// Record a task's stored callbacks again, as a delivery would (changes nothing already recorded)
+    Replay(ReplayArgs),
+    /// Put FAILED or EXPIRED files back to PENDING for the sweep
+    Redrive(RedriveArgs),
+    /// List files not stored past an age, with their last error
+    Stuck(StuckArgs),
+}
+
+#[derive(Debug, Args)]
+struct ReplayArgs {
+    /// The task whose stored callbacks to record again
+    #[arg(long)]
+    task: String,
+}
+
+#[derive(Debug, Args)]
+struct RedriveArgs {
+    /// Every FAILED or EXPIRED file of this task
+    #[arg(long, conflicts_with = "state")]
+    task: Option<String>,
+    /// Every file in this state: FAILED or EXPIRED
+    #[arg(long, value_parser = asset_state)]
+    state: Option<AssetState>,
+}
+
+#[derive(Debug, Args)]
+struct StuckArgs {
+    /// Files whose callback came longer ago than this (30m, 2h, 7d)
+    #[arg(long, default_value = "30m", value_parser = duration)]
+    older_than: Duration,
 }
 
 #[derive(Debug, Args)]

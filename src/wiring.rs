@@ -16,6 +16,8 @@ use crate::adapters::s3::S3Sink;
 use crate::adapters::source::{HttpSource, SourceGuard, SourceOptions};
 use crate::app::announce::{Announcer, CopyEvents, EventSweep};
 use crate::app::copy::CopyEngine;
+use crate::app::operate::Operations;
+use crate::app::ports::SystemClock;
 use crate::app::read::TaskReader;
 use crate::app::reconcile::Reconciler;
 use crate::app::record::Recorder;
@@ -86,6 +88,15 @@ impl App {
         )
         .with_file_retention(self.config.copy.retry.retention)
         .with_file_hosts(self.config.copy.source_hosts.clone())
+    }
+
+    /// Replay, redrive and stuck, for the command line.
+    pub fn operations(&self) -> Operations<DynamoTable, DynamoTable> {
+        Operations::new(
+            self.recorder(),
+            self.table.clone(),
+            std::sync::Arc::new(SystemClock),
+        )
     }
 
     /// The webhook's admission, with `WEBHOOK_TOKENS`.

@@ -65,12 +65,15 @@ async fn items_of<T: TaskStore>(store: &T, task: &Id) -> BTreeMap<String, Item> 
 }
 
 /// (fixture, kind, the S3 keys of its files under `<task>/`, data attributes on its conversion)
-fn expectations() -> Vec<(
+/// (fixture, kind, the S3 keys of its files under `<task>/`, data on its conversion)
+type Expectation = (
     &'static str,
     &'static str,
     Vec<&'static str>,
     Vec<(&'static str, Value)>,
-)> {
+);
+
+fn expectations() -> Vec<Expectation> {
     vec![
         ("remix", "audio", vec!["{c}.mp3", "{c}.wav"], vec![]),
         ("extend", "audio", vec!["{c}.mp3", "{c}.wav"], vec![]),

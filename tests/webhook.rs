@@ -332,7 +332,10 @@ async fn a_streaming_url_is_recorded_on_its_conversion_and_never_copied() {
         .expect("conversion");
     assert!(text(conversion, "streaming_url").ends_with("index.m3u8"));
     assert!(number(conversion, "streaming_url_at") > 0.0);
-    assert!(conversion.get("status").is_none(), "a preview is not the finished song");
+    assert!(
+        conversion.get("status").is_none(),
+        "a preview is not the finished song"
+    );
     assert_eq!(count_with_prefix(&items, "ASSET#"), 0);
 }
 

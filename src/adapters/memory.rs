@@ -322,7 +322,8 @@ impl AssetStore for MemoryTable {
             item.insert("last_error".into(), json!(error));
             item.insert("last_attempt_at".into(), json!(now));
             item.insert("failed_at".into(), json!(now));
-            remove(item, &["lease_owner", "lease_until", "next_try_at"]);
+            item.insert("next_try_at".into(), json!(now));
+            remove(item, &["lease_owner", "lease_until"]);
         }))
     }
 
@@ -340,7 +341,8 @@ impl AssetStore for MemoryTable {
             item.insert("last_error".into(), json!(error));
             item.insert("last_attempt_at".into(), json!(now));
             item.insert("expired_at".into(), json!(now));
-            remove(item, &["lease_owner", "lease_until", "next_try_at"]);
+            item.insert("next_try_at".into(), json!(now));
+            remove(item, &["lease_owner", "lease_until"]);
         }))
     }
 
@@ -365,7 +367,42 @@ impl AssetStore for MemoryTable {
     }
 
     async fn pending_assets(&self) -> Result<Vec<PendingAsset>> {
-        Ok(self.pending())
+        Ok(self.in_state(AssetState::Pending))
+    }
+
+    async fn assets_in_state(&self, state: AssetState) -> Result<Vec<PendingAsset>> {
+        Ok(self.in_state(state))
+    }
+
+    async fn redrive(&self, asset: &AssetKey, now: u64, deadline_at: u64) -> Result<bool> {
+        let mut items = self.lock();
+        let Some(item) = items.get_mut(&(asset.pk.clone(), asset.sk.clone())) else {
+            return Ok(false);
+        };
+        let settled = [AssetState::Failed.as_str(), AssetState::Expired.as_str()];
+        if !text(item, "state").is_some_and(|s| settled.contains(&s)) {
+            return Ok(false);
+        }
+        for (name, value) in [
+            ("state", json!(AssetState::Pending)),
+            ("attempts", json!(0)),
+            ("next_try_at", json!(now)),
+            ("deadline_at", json!(deadline_at)),
+            ("redriven_at", json!(now)),
+        ] {
+            item.insert(name.into(), value);
+        }
+        remove(
+            item,
+            &[
+                "last_error",
+                "failed_at",
+                "expired_at",
+                "lease_owner",
+                "lease_until",
+            ],
+        );
+        Ok(true)
     }
 }
 
@@ -475,11 +512,11 @@ impl TaskIndex for MemoryTable {
 }
 
 impl MemoryTable {
-    fn pending(&self) -> Vec<PendingAsset> {
+    fn in_state(&self, state: AssetState) -> Vec<PendingAsset> {
         let items = self.lock();
         let mut pending: Vec<PendingAsset> = items
             .values()
-            .filter(|item| text(item, "state") == Some(AssetState::Pending.as_str()))
+            .filter(|item| text(item, "state") == Some(state.as_str()))
             .filter_map(|item| serde_json::from_value(Value::Object(item.clone())).ok())
             .collect();
         // As the index answers: by next try, then by key.

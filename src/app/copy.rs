@@ -17,9 +17,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
 use crate::app::announce::CopyEvents;
+use crate::app::measure;
 use crate::app::ports::{
     AssetStore, AudioSource, Clock, Download, ObjectSink, ObjectSpec, Ports, SystemClock, Written,
 };
@@ -219,7 +220,12 @@ impl<P: Ports> CopyEngine<P> {
         {
             events.settled(&task).await;
         }
-        let elapsed_ms = started.elapsed().as_millis() as u64;
+        let took = started.elapsed();
+        let waited = item
+            .created_at
+            .map(|received| self.clock.now_secs().saturating_sub(received));
+        measure::copy(&outcome, took, waited);
+        let elapsed_ms = took.as_millis() as u64;
         match &outcome {
             CopyOutcome::Stored { size, sha256 } => info!(
                 task_id = %item.task_id, sk = %item.sk, size, sha256 = %sha256, elapsed_ms,
@@ -245,7 +251,13 @@ impl<P: Ports> CopyEngine<P> {
         let Some(verifier) = &self.verifier else {
             return Ok(None);
         };
-        let (kept, outcome) = match verifier.check(item).await {
+        let verdict = verifier.check(item).await;
+        measure::verification(match &verdict {
+            Ok(Verdict::Verified) => "verified",
+            Ok(Verdict::Unverified(_)) => "unverified",
+            Err(_) => "postponed",
+        });
+        let (kept, outcome) = match verdict {
             Ok(Verdict::Verified) => return Ok(None),
             Ok(Verdict::Unverified(why)) => {
                 let reason = format!("unverified: {why}");
@@ -444,16 +456,21 @@ pub async fn copy_all<P: Ports>(
     for asset in assets {
         let engine = engine.clone();
         let permits = Arc::clone(&permits);
-        running.spawn(async move {
-            let _permit = permits.acquire_owned().await;
-            match engine.copy(&asset, Some(stop)).await {
-                Ok(outcome) => outcome,
-                Err(err) => {
-                    warn!(sk = %asset.sk, error = %err, "copy attempt not recorded");
-                    CopyOutcome::Interrupted
+        // A child of the trigger's span (its trace id): every line of this copy carries both.
+        let span = copy_span(&asset);
+        running.spawn(
+            async move {
+                let _permit = permits.acquire_owned().await;
+                match engine.copy(&asset, Some(stop)).await {
+                    Ok(outcome) => outcome,
+                    Err(err) => {
+                        warn!(sk = %asset.sk, error = %err, "copy attempt not recorded");
+                        CopyOutcome::Interrupted
+                    }
                 }
             }
-        });
+            .instrument(span),
+        );
     }
     let mut outcomes = Vec::new();
     while let Some(joined) = running.join_next().await {
@@ -463,6 +480,12 @@ pub async fn copy_all<P: Ports>(
         }
     }
     outcomes
+}
+
+/// The span of one copy's work: its task and asset, under the current (trigger's) span.
+pub fn copy_span(asset: &AssetKey) -> tracing::Span {
+    let task = asset.pk.strip_prefix("TASK#").unwrap_or(&asset.pk);
+    tracing::info_span!("copy", task_id = %task, sk = %asset.sk)
 }
 
 /// A lease owner id unique across workers: a per-process random key (the std hasher's OS

@@ -4,6 +4,8 @@
 pub mod announce;
 pub mod by_user;
 pub mod copy;
+pub mod measure;
+pub mod operate;
 pub mod pace;
 pub mod ports;
 pub mod read;

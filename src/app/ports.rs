@@ -17,6 +17,7 @@ use crate::domain::keys::AssetKey;
 use crate::domain::listing::{TaskPage, TaskQuery};
 use crate::domain::plan::{ItemWrite, Plan};
 use crate::domain::requests::SubmitRequest;
+use crate::domain::status::AssetState;
 use crate::error::Result;
 
 /// How a store applied a plan.
@@ -150,6 +151,21 @@ pub trait AssetStore: Clone + Send + Sync + 'static {
 
     /// Every PENDING asset of every task, soonest next try first.
     fn pending_assets(&self) -> impl Future<Output = Result<Vec<PendingAsset>>> + Send;
+
+    /// Every asset in `state`, by its `next_try_at` (for FAILED and EXPIRED: when they ended).
+    fn assets_in_state(
+        &self,
+        state: AssetState,
+    ) -> impl Future<Output = Result<Vec<PendingAsset>>> + Send;
+
+    /// A FAILED or EXPIRED asset back to PENDING, due now, with a new deadline; `false` when
+    /// it is in neither state.
+    fn redrive(
+        &self,
+        asset: &AssetKey,
+        now: u64,
+        deadline_at: u64,
+    ) -> impl Future<Output = Result<bool>> + Send;
 }
 
 /// A body read chunk by chunk. `Ok(None)` means the body is complete and verified.

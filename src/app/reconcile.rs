@@ -11,6 +11,7 @@ use std::collections::HashSet;
 
 use crate::app::by_user::{ListOptions, list_by_user};
 use crate::app::copy::{CopyEngine, CopyOutcome, DEFAULT_CONCURRENCY, copy_all};
+use crate::app::measure;
 use crate::app::ports::{MusicGpt, Ports, TaskStore};
 use crate::app::record::{Outcome, Recorder};
 use crate::domain::answer::callbacks_from_answer;
@@ -43,6 +44,8 @@ pub struct Report {
     pub settled_from_listing: usize,
     /// Whether the window was read to its end (else the next run reads it again).
     pub listing_complete: bool,
+    /// Tasks byId found finished and this run recorded (webhooks that never came).
+    pub recovered_tasks: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -182,6 +185,7 @@ impl<P: Ports> Reconciler<P> {
                     continue;
                 }
             }
+            report.recovered_tasks += 1;
             for callback in callbacks_from_answer(task, &conversion) {
                 let callback = match callback {
                     Ok(callback) => callback,
@@ -199,6 +203,10 @@ impl<P: Ports> Reconciler<P> {
             }
             report.copied += self.copy_pending(task).await?;
         }
+        measure::recovered(
+            report.recorded,
+            report.settled_from_listing + report.recovered_tasks,
+        );
         info!(?report, "reconciliation done");
         Ok(report)
     }

@@ -43,6 +43,41 @@ async fn main() -> ExitCode {
 async fn run(command: Command) -> Result<(), Error> {
     match command {
         Command::Help(text) => println!("{}", text.trim_end()),
+        Command::Replay { task_id } => {
+            let report = App::from_env()
+                .await?
+                .operations()
+                .replay_task(&task_id)
+                .await?;
+            println!(
+                "{}",
+                json!({"task_id": task_id, "replayed": report.replayed, "recorded": report.recorded,
+                       "duplicates": report.duplicates, "unreadable": report.unreadable})
+            );
+        }
+        Command::Redrive(what) => {
+            let operations = App::from_env().await?.operations();
+            let redriven = match &what {
+                cli::Redrive::Task(task) => operations.redrive_task(task).await?,
+                cli::Redrive::State(state) => operations.redrive_state(*state).await?,
+            };
+            println!("{}", json!({"redriven": redriven}));
+        }
+        Command::Stuck { older_than } => {
+            for stuck in App::from_env()
+                .await?
+                .operations()
+                .stuck(older_than)
+                .await?
+            {
+                println!(
+                    "{}",
+                    json!({"task_id": stuck.task_id, "sk": stuck.key.sk, "state": stuck.state,
+                           "age_seconds": stuck.age_secs, "attempts": stuck.attempts,
+                           "next_try_at": stuck.next_try_at, "last_error": stuck.last_error})
+                );
+            }
+        }
         Command::Completions(shell) => {
             // A closed pipe (`| head`) is not worth an error.
             let _ = std::io::stdout().write_all(&cli::completions(shell));

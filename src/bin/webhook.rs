@@ -11,6 +11,7 @@ use musicgpt_webhook::lambda::announce::AnnounceAfter;
 use musicgpt_webhook::lambda::http::{AfterRecord, NoFollowUp, Webhook};
 use musicgpt_webhook::lambda::inline::InlineCopy;
 use musicgpt_webhook::lambda::logs;
+use musicgpt_webhook::lambda::metrics::Metrics;
 use musicgpt_webhook::lambda::read_api::ReadRoutes;
 use musicgpt_webhook::wiring::App;
 
@@ -46,8 +47,11 @@ where
     A: AfterRecord,
 {
     let webhook = &webhook.with_read_api(read);
+    let metrics = Metrics::init("webhook");
     run(service_fn(move |request: Request| async move {
-        Ok::<_, Error>(webhook.handle(request).await)
+        let response = webhook.handle(request).await;
+        metrics.flush();
+        Ok::<_, Error>(response)
     }))
     .await
 }

@@ -44,7 +44,7 @@ pub enum CallbackKind {
 }
 
 impl CallbackKind {
-    pub fn label(&self) -> &str {
+    pub fn label(&self) -> &'static str {
         match self {
             CallbackKind::Audio => "audio",
             CallbackKind::LyricsTimestamped => "lyrics_timestamped",

@@ -7,8 +7,9 @@ use std::time::SystemTime;
 
 use lambda_http::http::header;
 use lambda_http::{Body, Request, RequestExt, Response};
-use tracing::{info, warn};
+use tracing::{Instrument, Span, field, info, info_span, warn};
 
+use crate::app::measure;
 use crate::app::ports::{Clock, SystemClock, TaskStore};
 use crate::app::record::{Outcome, Recorder};
 use crate::domain::callback::Callback;
@@ -17,7 +18,7 @@ use crate::domain::token::WebhookTokens;
 use crate::error::{Error, Result};
 use crate::lambda::budget::lambda_deadline;
 use crate::lambda::read_api::{ReadRoutes, read_route};
-use crate::lambda::response::{accepted, error_response};
+use crate::lambda::response::{accepted, error_response, refusal_reason};
 
 /// Larger bodies are refused before parsing (contract: 413 over 1 MiB).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -71,6 +72,7 @@ impl<T: TaskStore> Ingest<T> {
                 self.recorder
                     .quarantine(delivery.body, delivery.content_type, &reason, now)
                     .await?;
+                measure::quarantined();
                 warn!(reason = %reason, bytes = delivery.body.len(), "body quarantined");
                 Err(err)
             }
@@ -86,6 +88,9 @@ impl<T: TaskStore> Ingest<T> {
             )));
         }
         let callback = self.recorder.parse(delivery.body, delivery.content_type)?;
+        if let Some(task) = &callback.task_id {
+            Span::current().record("task_id", task.as_str());
+        }
         if callback.canonical_json.len() > MAX_STORED_BYTES {
             return Err(Error::TooLarge(format!(
                 "callback is {} bytes, over the {MAX_STORED_BYTES} bytes one table item can hold",
@@ -172,15 +177,28 @@ impl<T: TaskStore, A: AfterRecord> Webhook<T, A> {
             content_type,
             body: request.body().as_ref(),
         };
-        let deadline = request
-            .lambda_context_ref()
-            .and_then(|c| lambda_deadline(c.deadline));
-        match self.ingest.handle(delivery, SystemClock.now_secs()).await {
-            Ok((_, outcome)) => {
-                self.after.after_record(&outcome, deadline).await;
-                accepted(&outcome)
+        let context = request.lambda_context_ref();
+        let deadline = context.and_then(|c| lambda_deadline(c.deadline));
+        // Every line of this callback's work carries its trace and, once parsed, its task.
+        let span = info_span!(
+            "callback",
+            trace_id = context.and_then(|c| c.xray_trace_id.as_deref()),
+            task_id = field::Empty,
+        );
+        async {
+            match self.ingest.handle(delivery, SystemClock.now_secs()).await {
+                Ok((callback, outcome)) => {
+                    measure::callback(callback.kind.label(), outcome.label());
+                    self.after.after_record(&outcome, deadline).await;
+                    accepted(&outcome)
+                }
+                Err(err) => {
+                    measure::refused(refusal_reason(&err));
+                    error_response(&err)
+                }
             }
-            Err(err) => error_response(&err),
         }
+        .instrument(span)
+        .await
     }
 }

@@ -1,4 +1,5 @@
-//! JSON logs on stdout, as CloudWatch expects from Lambda; level from `RUST_LOG`.
+//! JSON logs on stdout, as CloudWatch expects from Lambda; level from `RUST_LOG`. Every line
+//! carries the spans it was written in (a callback's or a copy's `trace_id` and `task_id`).
 
 pub fn init() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -8,6 +9,7 @@ pub fn init() {
         .with_env_filter(filter)
         .with_target(false)
         .with_current_span(false)
+        .with_span_list(true)
         .without_time()
         .init();
 }

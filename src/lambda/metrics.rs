@@ -5,6 +5,7 @@
 use metrics_cloudwatch_embedded::{Builder, Collector};
 use tracing::warn;
 
+use crate::app::measure;
 use crate::app::sweep::SweepReport;
 
 pub const NAMESPACE: &str = "MusicGptWebhook";
@@ -21,11 +22,22 @@ impl Metrics {
             .with_dimension("function", function.to_owned())
             .init();
         match collector {
-            Ok(collector) => Metrics(Some(collector)),
+            Ok(collector) => {
+                measure::describe();
+                Metrics(Some(collector))
+            }
             Err(err) => {
                 warn!(error = %err, "metrics collector not installed");
                 Metrics(None)
             }
+        }
+    }
+
+    /// What was counted since the last flush, as EMF lines (tests read them).
+    pub fn flush_to(&self, out: impl std::io::Write) -> std::io::Result<()> {
+        match self.0 {
+            Some(collector) => collector.flush(out),
+            None => Ok(()),
         }
     }
 

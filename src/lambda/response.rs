@@ -21,6 +21,19 @@ pub fn accepted(outcome: &Outcome) -> Response<Body> {
     respond(StatusCode::OK, body)
 }
 
+/// Why a request was refused, for the `RefusedRequests` metric.
+pub fn refusal_reason(err: &Error) -> &'static str {
+    match err {
+        Error::UnknownToken => "token",
+        Error::MethodNotAllowed(_) => "method",
+        Error::TooLarge(_) => "size",
+        Error::BadCallback(_) => "body",
+        Error::StorageRejected(_) => "not_storable",
+        Error::Storage { .. } => "storage",
+        _ => "internal",
+    }
+}
+
 pub fn error_response(err: &Error) -> Response<Body> {
     let (status, code) = match err {
         Error::UnknownToken => (StatusCode::NOT_FOUND, "not_found"),

@@ -55,6 +55,14 @@ impl<P: Ports> Schedule<P> {
 
     /// What the run did, as the invocation's result (it shows in the console and the logs).
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value> {
+        let span = tracing::info_span!(
+            "schedule",
+            trace_id = event.context.xray_trace_id.as_deref()
+        );
+        tracing::Instrument::instrument(self.run(&event), span).await
+    }
+
+    async fn run(&self, event: &LambdaEvent<Value>) -> Result<Value> {
         let stop = self.budget.stop(lambda_deadline(event.context.deadline));
         // First, as it is quick (no downloads): events still due since earlier runs.
         let events = match &self.events {

@@ -17,9 +17,9 @@ use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventR
 use lambda_runtime::LambdaEvent;
 use serde::Deserialize;
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{Instrument, info, info_span, warn};
 
-use crate::app::copy::{CopyEngine, CopyOutcome, DEFAULT_CONCURRENCY};
+use crate::app::copy::{CopyEngine, CopyOutcome, DEFAULT_CONCURRENCY, copy_span};
 use crate::app::ports::{Clock, Ports, SystemClock};
 use crate::domain::keys::AssetKey;
 use crate::domain::status::{AssetState, ItemType};
@@ -63,7 +63,12 @@ impl<P: Ports> StreamCopier<P> {
 
     pub async fn handle(&self, event: LambdaEvent<Event>) -> Result<DynamoDbEventResponse> {
         let deadline = lambda_deadline(event.context.deadline);
+        let span = info_span!(
+            "stream_batch",
+            trace_id = event.context.xray_trace_id.as_deref()
+        );
         self.handle_records(&event.payload.records, self.budget.stop(deadline))
+            .instrument(span)
             .await
     }
 
@@ -89,11 +94,15 @@ impl<P: Ports> StreamCopier<P> {
         for asset in sequences.keys().cloned() {
             let engine = self.engine.clone();
             let permits = std::sync::Arc::clone(&permits);
-            running.spawn(async move {
-                let _permit = permits.acquire_owned().await;
-                let settled = settle(&engine, &asset, stop).await;
-                (asset, settled)
-            });
+            let span = copy_span(&asset);
+            running.spawn(
+                async move {
+                    let _permit = permits.acquire_owned().await;
+                    let settled = settle(&engine, &asset, stop).await;
+                    (asset, settled)
+                }
+                .instrument(span),
+            );
         }
         let mut response = DynamoDbEventResponse::default();
         let mut unsettled = Vec::new();

@@ -230,8 +230,8 @@ impl AssetStore for DynamoTable {
             .update_item()
             .update_expression(
                 "SET #state = :failed, attempts = :attempts, last_error = :error, \
-                 last_attempt_at = :now, failed_at = :now \
-                 REMOVE lease_owner, lease_until, next_try_at",
+                 last_attempt_at = :now, failed_at = :now, next_try_at = :now \
+                 REMOVE lease_owner, lease_until",
             )
             .expression_attribute_values(":failed", s(AssetState::Failed.as_str()))
             .expression_attribute_values(":attempts", n(u64::from(attempts)))
@@ -254,8 +254,8 @@ impl AssetStore for DynamoTable {
             .update_item()
             .update_expression(
                 "SET #state = :expired, attempts = :attempts, last_error = :error, \
-                 last_attempt_at = :now, expired_at = :now \
-                 REMOVE lease_owner, lease_until, next_try_at",
+                 last_attempt_at = :now, expired_at = :now, next_try_at = :now \
+                 REMOVE lease_owner, lease_until",
             )
             .expression_attribute_values(":expired", s(AssetState::Expired.as_str()))
             .expression_attribute_values(":attempts", n(u64::from(attempts)))
@@ -306,15 +306,19 @@ impl AssetStore for DynamoTable {
     }
 
     async fn pending_assets(&self) -> Result<Vec<PendingAsset>> {
+        self.assets_in_state(AssetState::Pending).await
+    }
+
+    async fn assets_in_state(&self, state: AssetState) -> Result<Vec<PendingAsset>> {
         let items = self
             .client
             .query()
             .table_name(&self.table)
             .index_name(ASSETS_BY_STATE)
-            .key_condition_expression("#state = :pending")
+            .key_condition_expression("#state = :state")
             .projection_expression("pk, sk, next_try_at, created_at, deadline_at")
             .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":pending", s(AssetState::Pending.as_str()))
+            .expression_attribute_values(":state", s(state.as_str()))
             .into_paginator()
             .items()
             .send()
@@ -325,9 +329,39 @@ impl AssetStore for DynamoTable {
             .into_iter()
             .map(|item| {
                 serde_dynamo::from_item(item)
-                    .map_err(|e| Error::storage_from("unreadable pending asset", e))
+                    .map_err(|e| Error::storage_from("unreadable asset", e))
             })
             .collect()
+    }
+
+    async fn redrive(&self, asset: &AssetKey, now: u64, deadline_at: u64) -> Result<bool> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&asset.pk, &asset.sk)))
+            .update_expression(
+                "SET #state = :pending, attempts = :zero, next_try_at = :now, \
+                 deadline_at = :deadline, redriven_at = :now \
+                 REMOVE last_error, failed_at, expired_at, lease_owner, lease_until",
+            )
+            .condition_expression("#state IN (:failed, :expired)")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":pending", s(AssetState::Pending.as_str()))
+            .expression_attribute_values(":failed", s(AssetState::Failed.as_str()))
+            .expression_attribute_values(":expired", s(AssetState::Expired.as_str()))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":deadline", n(deadline_at))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) => match err.into_service_error() {
+                e if e.is_conditional_check_failed_exception() => Ok(false),
+                e => Err(Error::storage_from("UpdateItem", e)),
+            },
+        }
     }
 }
 
