@@ -21,7 +21,8 @@ TOOLS_PATH := $(CURDIR)/$(LAMBDA_VENV)/bin:$(CURDIR)/$(SAM_VENV)/bin:$(PATH)
 SAM := env PATH="$(TOOLS_PATH)" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
 
 .PHONY: venv venv-lambda venv-sam test lint run demo show \
-	lambda-build template-check sam-build bench bench-copy bench-ingest bench-cold-start
+	lambda-build template-check sam-build bench bench-copy bench-ingest bench-cold-start \
+	bench-stream
 
 venv: $(VENV_STAMP)
 
@@ -55,10 +56,10 @@ lint:
 # Benchmarks (figures in docs/benchmarks.md): `make bench` runs them all (each prints its own detailed
 # tables as it goes) and ends with one table of every headline figure, its floor and target.
 BENCH_SUMMARY := $(CURDIR)/target/bench-summary.jsonl
-bench: venv
+bench: venv venv-lambda
 	mkdir -p target
 	rm -f $(BENCH_SUMMARY)
-	BENCH_SUMMARY=$(BENCH_SUMMARY) $(MAKE) --no-print-directory bench-ingest bench-cold-start bench-copy
+	BENCH_SUMMARY=$(BENCH_SUMMARY) $(MAKE) --no-print-directory bench-ingest bench-cold-start bench-copy bench-stream
 	$(PYTHON) scripts/bench_summary.py $(BENCH_SUMMARY)
 
 # Copy engine vs its floor (slower of a plain download and a plain upload to moto) for 10 MiB,
@@ -66,6 +67,13 @@ bench: venv
 # BENCH_MIB=10,100 for other sizes, BENCH_ROUNDS=n for n runs of each.
 bench-copy: venv
 	cargo bench --bench copy_memory
+
+# Callback -> file stored through the stream path on the local stack (scripts/local_stack.py:
+# moto, the functions under `cargo lambda watch`, the stream pump): BENCH_STREAM_TASKS (10)
+# distinct 5 MiB files, one at a time, p50/p95 next to the copier's own elapsed_ms. A debug
+# build, as `make demo` runs; BENCH_STREAM_RELEASE=1 for a release one.
+bench-stream: venv venv-lambda
+	$(VENV)/bin/python scripts/bench_stream.py
 
 # Ingest and cold start print a markdown table each, start moto from .venv themselves and
 # run for under two minutes once built. Timings need a quiet machine.
