@@ -68,6 +68,14 @@ impl HttpForwarder {
                 "FORWARD_URL: {host} is not a public address; name it in FORWARD_HOSTS to allow it"
             )));
         }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(Error::Config("FORWARD_URL must not carry credentials".into()));
+        }
+        if named && url.port().is_some_and(|p| p != 443) {
+            return Err(Error::Config(
+                "FORWARD_URL: a public host is reached on port 443 only".into(),
+            ));
+        }
         let loopback = literal.is_some_and(|ip| ip.is_loopback()) || host == "localhost";
         if url.scheme() != "https" && !(loopback && url.scheme() == "http") {
             return Err(Error::Config(

@@ -355,8 +355,10 @@ where
             .get(usize::try_from(attempts - 1).unwrap_or(usize::MAX))
             .copied()
             .unwrap_or(36_000);
-        let next = now + wait;
-        if next > event.created_at + self.settings.forward_retry_for.as_secs() {
+        // The last try falls on the deadline itself: retried for all of FORWARD_RETRY_FOR.
+        let deadline = event.created_at + self.settings.forward_retry_for.as_secs();
+        let next = (now + wait).min(deadline);
+        if now >= deadline {
             report.dead += 1;
             error!(task_id = %task, event_id = %event.event_id, attempts, error = %failure, "forwarding gave up: event dead-lettered");
             set.push(("forward_state", json!(ForwardState::Dead.as_str())));

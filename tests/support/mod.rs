@@ -309,6 +309,29 @@ pub fn check_event_schemas(events: &[(String, serde_json::Value)]) {
     );
 }
 
+/// Runs tests/support/verify_webhooks.py on `cases` (each: secret, headers, body, check_time,
+/// expect) and fails the test if any verdict differs.
+pub fn verify_webhooks(cases: &[serde_json::Value]) {
+    let file = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "webhooks-{}-{}.json",
+        std::process::id(),
+        unique_name("check")
+    ));
+    std::fs::write(&file, serde_json::to_vec(cases).expect("json")).expect("write cases");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(venv_python())
+        .arg(root.join("tests/support/verify_webhooks.py"))
+        .arg(&file)
+        .output()
+        .expect("run verify_webhooks.py");
+    assert!(
+        out.status.success(),
+        "signatures not as expected:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Every item of `table`, sorted by (pk, sk) so tests can compare whole tables.
 /// The SHA-256 of every quarantined body in the table; panics if the table holds anything
 /// else, so a refused request that wrote more than its quarantine item is caught.
