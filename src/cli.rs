@@ -12,9 +12,11 @@ use std::time::Duration;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;
 
+use crate::domain::by_user::parse_time;
 use crate::domain::by_user::{self, SortOrder};
 use crate::domain::conversion::{CONVERSION_TYPES, ConversionType};
 use crate::domain::ids::Id;
+use crate::domain::listing::{MAX_PAGE, TaskCursor, TaskQuery};
 use crate::domain::requests::{
     AudioFormat, AudioToMidiRequest, BitDepth, Choice, CoverRequest, CutterRequest, DeechoRequest,
     DenoiseRequest, DereverbRequest, ExtendRequest, ExtractionRequest, FileConvertRequest, Gender,
@@ -23,7 +25,7 @@ use crate::domain::requests::{
     SoundGeneratorRequest, SpeedChangerRequest, Stem, SubmitRequest, TextToSpeechRequest,
     TranscribeRequest, VoiceChangerRequest,
 };
-use crate::domain::status::AssetState;
+use crate::domain::status::{AssetState, TaskStatus};
 use crate::error::{Error, Result};
 
 pub const BIN: &str = "musicgpt-webhook";
@@ -61,8 +63,26 @@ pub enum Command {
     Stuck {
         older_than: Duration,
     },
+    /// Read tasks as the read API answers them: show, list, wait until settled.
+    Tasks(Tasks),
     /// Help or version text, to print as it is.
     Help(String),
+}
+
+/// `tasks show|list|wait`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Tasks {
+    Show {
+        task_id: Id,
+    },
+    List {
+        query: TaskQuery,
+    },
+    Wait {
+        task_id: Id,
+        timeout: Duration,
+        interval: Duration,
+    },
 }
 
 /// What `redrive` puts back to PENDING.
@@ -143,7 +163,73 @@ pub fn parse(args: &[String], webhook_url_env: Option<String>) -> Result<Command
         Top::Stuck(args) => Ok(Command::Stuck {
             older_than: args.older_than,
         }),
+        Top::Tasks(args) => Ok(Command::Tasks(match args.command {
+            TasksTop::Show { task_id } => Tasks::Show {
+                task_id: task_arg(&task_id)?,
+            },
+            TasksTop::List {
+                status,
+                since,
+                limit,
+                next,
+            } => Tasks::List {
+                query: TaskQuery {
+                    status: TaskStatus::parse(&status),
+                    since: since.unwrap_or(0),
+                    limit,
+                    after: match next {
+                        None => None,
+                        Some(text) => Some(TaskCursor::decode(&text).ok_or_else(|| {
+                            Error::InvalidRequest(
+                                "--next: not a cursor printed by tasks list".into(),
+                            )
+                        })?),
+                    },
+                },
+            },
+            TasksTop::Wait {
+                task_id,
+                timeout,
+                interval,
+            } => Tasks::Wait {
+                task_id: task_arg(&task_id)?,
+                timeout,
+                interval: interval.max(Duration::from_secs(1)),
+            },
+        })),
     }
+}
+
+fn task_arg(text: &str) -> Result<Id> {
+    Id::parse(text).ok_or_else(|| {
+        Error::InvalidRequest("<TASK_ID>: not a valid id (1 to 128 of A-Z a-z 0-9 _ -)".into())
+    })
+}
+
+/// A status word for `tasks list --status`.
+fn status_word(text: &str) -> std::result::Result<String, String> {
+    let word = text.trim().to_ascii_uppercase();
+    let valid = !word.is_empty()
+        && word.len() <= 32
+        && word.bytes().all(|b| b.is_ascii_uppercase() || b == b'_');
+    if valid {
+        Ok(word)
+    } else {
+        Err("a status such as COMPLETED, FAILED, IN_PROGRESS, SUBMITTED".into())
+    }
+}
+
+/// `--since`: epoch seconds, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ.
+fn since(text: &str) -> std::result::Result<u64, String> {
+    parse_time(text).ok_or_else(|| "epoch seconds, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ".into())
+}
+
+fn page_size(text: &str) -> std::result::Result<usize, String> {
+    text.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=MAX_PAGE).contains(n))
+        .ok_or_else(|| format!("1 to {MAX_PAGE}"))
 }
 
 fn task_id(text: &str) -> Result<Id> {
@@ -225,6 +311,50 @@ enum Top {
     Redrive(RedriveArgs),
     /// List files not stored past an age, with their last error
     Stuck(StuckArgs),
+    /// Read tasks from the table: show one (with download URLs), list by status, wait for one
+    Tasks(TasksArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(arg_required_else_help = true, subcommand_required = true)]
+struct TasksArgs {
+    #[command(subcommand)]
+    command: TasksTop,
+}
+
+#[derive(Debug, Subcommand)]
+enum TasksTop {
+    /// A task, its conversions and files, each stored file with a presigned download URL
+    Show {
+        /// The task's id
+        task_id: String,
+    },
+    /// Tasks with a status, newest first, one page (print `next` to get the following one)
+    List {
+        /// COMPLETED, FAILED, ERROR, IN_PROGRESS, SUBMITTED, ...
+        #[arg(long, value_parser = status_word)]
+        status: String,
+        /// Only tasks created since (epoch seconds, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ)
+        #[arg(long, value_parser = since)]
+        since: Option<u64>,
+        /// Tasks per page, 1 to 100
+        #[arg(long, default_value = "25", value_parser = page_size)]
+        limit: usize,
+        /// The `next` cursor of the page before
+        #[arg(long)]
+        next: Option<String>,
+    },
+    /// Wait until a task settles, print it with its files; exit 0 completed, 3 failed, 4 timed out
+    Wait {
+        /// The task's id
+        task_id: String,
+        /// Give up after this long (90s, 30m, 2h)
+        #[arg(long, default_value = "30m", value_parser = duration)]
+        timeout: Duration,
+        /// Look again this often
+        #[arg(long, default_value = "5s", value_parser = duration)]
+        interval: Duration,
+    },
 }
 
 #[derive(Debug, Args)]

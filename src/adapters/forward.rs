@@ -69,7 +69,9 @@ impl HttpForwarder {
             )));
         }
         if !url.username().is_empty() || url.password().is_some() {
-            return Err(Error::Config("FORWARD_URL must not carry credentials".into()));
+            return Err(Error::Config(
+                "FORWARD_URL must not carry credentials".into(),
+            ));
         }
         if named && url.port().is_some_and(|p| p != 443) {
             return Err(Error::Config(

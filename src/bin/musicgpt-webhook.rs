@@ -12,6 +12,7 @@ use musicgpt_webhook::app::submit;
 use musicgpt_webhook::cli::{self, Command};
 use musicgpt_webhook::domain::api::Lookup;
 use musicgpt_webhook::domain::by_user::{ByUserQuery, TimeWindow};
+use musicgpt_webhook::domain::events::Settlement;
 use musicgpt_webhook::domain::requests::SubmitRequest;
 use musicgpt_webhook::wiring::{self, App};
 use serde_json::{Value, json};
@@ -31,6 +32,15 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Command::Tasks(tasks) = command {
+        return match run_tasks(tasks).await {
+            Ok(code) => code,
+            Err(err) => {
+                eprintln!("error: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match run(command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -40,9 +50,77 @@ async fn main() -> ExitCode {
     }
 }
 
+/// `tasks show|list|wait`: the read API's answers, from the table. `wait` exits 0 when the
+/// task completed, 3 when it failed, 4 when it had not settled in time.
+async fn run_tasks(tasks: cli::Tasks) -> Result<ExitCode, Error> {
+    let reader = App::from_env().await?.task_reader()?;
+    match tasks {
+        cli::Tasks::Show { task_id } => {
+            match reader.show(&task_id, SystemClock.now_secs()).await? {
+                Some(answer) => println!("{}", pretty(&answer.json)),
+                None => {
+                    eprintln!("error: no task {task_id} in the table");
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
+        cli::Tasks::List { query } => println!("{}", pretty(&reader.list(&query).await?)),
+        cli::Tasks::Wait {
+            task_id,
+            timeout,
+            interval,
+        } => {
+            let until = std::time::Instant::now() + timeout;
+            let mut said = String::new();
+            loop {
+                let answer = reader.show(&task_id, SystemClock.now_secs()).await?;
+                let waiting = match &answer {
+                    Some(a) => match &a.settlement {
+                        Settlement::Completed => {
+                            println!("{}", pretty(&a.json));
+                            return Ok(ExitCode::SUCCESS);
+                        }
+                        Settlement::Failed(why) => {
+                            println!("{}", pretty(&a.json));
+                            eprintln!("task {task_id} failed: {why}");
+                            return Ok(ExitCode::from(3));
+                        }
+                        Settlement::Open(why) => why.clone(),
+                    },
+                    None => "the task is not in the table yet".to_owned(),
+                };
+                if waiting != said {
+                    eprintln!("waiting: {waiting}");
+                    said = waiting;
+                }
+                if std::time::Instant::now() + interval > until {
+                    if let Some(a) = &answer {
+                        println!("{}", pretty(&a.json));
+                    }
+                    eprintln!(
+                        "task {task_id} not settled after {}s: {said}",
+                        timeout.as_secs()
+                    );
+                    return Ok(ExitCode::from(4));
+                }
+                tokio::time::sleep(interval).await;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn pretty(value: &Value) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+}
+
 async fn run(command: Command) -> Result<(), Error> {
     match command {
         Command::Help(text) => println!("{}", text.trim_end()),
+        // Handled by `run_tasks`, for its exit codes.
+        Command::Tasks(tasks) => {
+            run_tasks(tasks).await?;
+        }
         Command::Replay { task_id } => {
             let report = App::from_env()
                 .await?
