@@ -15,6 +15,8 @@ import argparse
 import json
 import sys
 import time
+import urllib.error
+import urllib.request
 
 import local_stack
 from local_stack import CALLBACKS, SONGS, STEMS, STEMS_CONVERSION, STEMS_TASK, TASK, Stack, log
@@ -47,6 +49,77 @@ def print_items(items: list[dict]) -> None:
         for name in sorted(item):
             if name not in ("pk", "sk"):
                 print(f"    {name:<22} {short(item[name])}")
+
+
+def check_events(stack: Stack, want: dict[str, bytes], problems: list[str]) -> None:
+    """The events the bus delivered to the queue (and the forwards the local receiver got):
+    one Asset Stored per file and one Task Completed per task, none for a file not stored."""
+    expected = {TASK: 5, STEMS_TASK: len(STEMS) * 2}
+    deadline = time.monotonic() + 60
+    while True:
+        events = stack.bus_events()
+        kinds = [(e["detail"]["task_id"], e["detail-type"]) for e in events]
+        done = all(kinds.count((task, "Asset Stored")) >= files
+                   and (task, "Task Completed") in kinds for task, files in expected.items())
+        if done or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    print(f"\n== events on the bus {local_stack.BUS} (via the queue): {len(events)}")
+    ids = []
+    for event in events:
+        detail = event["detail"]
+        ids.append(detail["event_id"])
+        about = detail.get("asset", {}).get("key") or detail.get("reason") or \
+            f"{sum(f['state'] == 'STORED' for f in detail['files'])} files stored"
+        print(f"{event['detail-type']:<15} {detail['event_id']}  task {detail['task_id'][:8]}  {about}")
+        for file in [detail.get("asset")] if detail.get("asset") else []:
+            source = want.get(file["key"])
+            if source is None or local_stack.sha256_of(source) != file["sha256"]:
+                problems.append(f"{event['detail-type']} for {file['key']}: not the stored bytes")
+    for task, files in expected.items():
+        got = sorted(e["detail-type"] for e in events if e["detail"]["task_id"] == task)
+        if got != ["Asset Stored"] * files + ["Task Completed"]:
+            problems.append(f"events of task {task}: {got}")
+    if len(set(ids)) != len(ids):
+        print("   (an event delivered twice: at least once, the same event_id)")
+    forwards = stack.forwards
+    verified = sum(f["verified"] for f in forwards)
+    print(f"== forwarded to the local webhook: {len(forwards)}, signatures verified: {verified}")
+    if verified != len(forwards) or {f["id"] for f in forwards} != set(ids):
+        problems.append(f"forwards: {verified} of {len(forwards)} verified, "
+                        f"{len({f['id'] for f in forwards})} ids for {len(set(ids))} events")
+
+
+def check_read_api(stack: Stack, problems: list[str]) -> None:
+    """GET /tasks/<task> with the read token, one file fetched through its presigned URL."""
+    status, _ = 0, None
+    request = urllib.request.Request(f"{stack.tasks_url}/{TASK}")
+    try:
+        urllib.request.urlopen(request, timeout=30)
+    except urllib.error.HTTPError as err:
+        status = err.code
+    if status != 401:
+        problems.append(f"the read API without a token answered {status}, not 401")
+    status, task = stack.read(f"/{TASK}")
+    print(f"\n== GET /tasks/{TASK[:8]}...: {status}, settled {task.get('settled')}, "
+          f"outcome {task.get('outcome')}, {len(task.get('files', []))} files")
+    if status != 200 or task.get("outcome") != "completed":
+        problems.append(f"read API: {status} {short(task, 200)}")
+        return
+    file = next(f for f in task["files"] if f["key"].endswith(".wav"))
+    with urllib.request.urlopen(file["url"], timeout=60) as answer:
+        body = answer.read()
+    digest = local_stack.sha256_of(body)
+    ok = digest == file["sha256"]
+    print(f"   {file['key']} through its presigned URL: {len(body):,} B, sha256 {digest} "
+          f"({'matches' if ok else 'DIFFERS'})")
+    if not ok:
+        problems.append(f"{file['key']} downloaded through the read API differs")
+    status, page = stack.read(query="status=COMPLETED&limit=10")
+    listed = sorted(t["task_id"] for t in page.get("tasks", []))
+    print(f"== GET /tasks?status=COMPLETED: {status}, {listed}")
+    if status != 200 or listed != sorted([TASK, STEMS_TASK]):
+        problems.append(f"GET /tasks?status=COMPLETED: {status} {listed}")
 
 
 def main() -> int:
@@ -135,6 +208,10 @@ def demo(stack: Stack, args) -> int:
                 problems.append(f"{asset['sk']}: item sha256 differs from the object's")
         if stack.open_multipart_uploads():
             problems.append("multipart uploads left open")
+
+    if args.expect == "stored":
+        check_events(stack, want, problems)
+        check_read_api(stack, problems)
 
     cover = next((a for a in assets if a["sk"].endswith("#cover")), {})
     if args.expect == "stored":

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -31,6 +32,12 @@ TEMPLATE = ROOT / "template.yaml"
 EVENTS = ROOT / "events"
 
 TOKEN = "test-token-0123456789abcdef"  # the token of events/*.json
+# The read API's bearer token locally (never a webhook token), the events' bus and the queue a
+# rule sends them to, and the secret the local forward receiver checks signatures with.
+READ_TOKEN = "local-read-token-0123456789"
+BUS = "musicgpt-local-events"
+QUEUE = "musicgpt-local-events"
+FORWARD_SECRET = "whsec_bG9jYWwgZm9yd2FyZCBzZWNyZXQgMDEyMzQ1Njc4"  # no '=' padding: the env file takes it as it is
 TABLE = "musicgpt-local"
 BUCKET = "musicgpt-local"
 REGION = "us-east-1"
@@ -134,6 +141,8 @@ class Stack:
         self.sweeper = None
         self.sweeps = 0
         self.logs = self.state / "logs"
+        self.events: list[dict] = []  # what the bus delivered to the queue, in order
+        self.receiver = None
 
     # ------------------------------------------------------------------ start
     def start(self) -> None:
@@ -142,6 +151,8 @@ class Stack:
         self.logs.mkdir(parents=True)
         self._start_moto()
         self._create_table_and_bucket()
+        self._create_bus()
+        self._start_receiver()
         self._serve_media()
         self._write_callbacks()
         self._start_functions()
@@ -151,6 +162,7 @@ class Stack:
         (self.state / "stack.json").write_text(json.dumps({
             "endpoint": self.endpoint, "table": TABLE, "bucket": BUCKET,
             "webhook_url": self.webhook_url, "key_prefix": self.key_prefix,
+            "event_bus": BUS, "event_queue_url": self.queue_url, "tasks_url": self.tasks_url,
         }, indent=2))
 
     def _spawn(self, name: str, args: list, env=None, to_terminal=False) -> subprocess.Popen:
@@ -187,7 +199,7 @@ class Stack:
             TableName=TABLE, BillingMode="PAY_PER_REQUEST",
             AttributeDefinitions=[{"AttributeName": n, "AttributeType": t} for n, t in (
                 ("pk", "S"), ("sk", "S"), ("status", "S"), ("created_at", "N"), ("state", "S"),
-                ("next_try_at", "N"))],
+                ("next_try_at", "N"), ("outbox", "S"), ("due_at", "N"))],
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
                        {"AttributeName": "sk", "KeyType": "RANGE"}],
             # The reconciler's indexes, as template.yaml declares them.
@@ -198,15 +210,61 @@ class Stack:
                 "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": projected},
             } for name, hash_key, range_key, projected in (
                 ("tasks_by_status", "status", "created_at", ["task_id", "item_type"]),
-                ("assets_by_state", "state", "next_try_at", ["task_id", "created_at", "deadline_at"]))],
+                ("assets_by_state", "state", "next_try_at", ["task_id", "created_at", "deadline_at"]),
+                ("events_due", "outbox", "due_at", ["task_id", "event_id"]))],
             StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
         )
         self.stream_arn = table["TableDescription"]["LatestStreamArn"]
         dynamodb.update_time_to_live(TableName=TABLE, TimeToLiveSpecification={
             "Enabled": True, "AttributeName": "expires_at"})
         self.client("s3").create_bucket(Bucket=BUCKET)
-        log(f"table {TABLE} (pk/sk, 2 indexes, stream NEW_AND_OLD_IMAGES, TTL expires_at), "
+        log(f"table {TABLE} (pk/sk, 3 indexes, stream NEW_AND_OLD_IMAGES, TTL expires_at), "
             f"bucket {BUCKET}")
+
+    def _create_bus(self) -> None:
+        """The events' bus in moto, with a rule that sends everything from musicgpt-webhook to
+        an SQS queue: what an owner's application would subscribe."""
+        events, sqs = self.client("events"), self.client("sqs")
+        events.create_event_bus(Name=BUS)
+        self.queue_url = sqs.create_queue(QueueName=QUEUE)["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=[
+            "QueueArn"])["Attributes"]["QueueArn"]
+        events.put_rule(Name="to-queue", EventBusName=BUS,
+                        EventPattern=json.dumps({"source": ["musicgpt-webhook"]}))
+        events.put_targets(Rule="to-queue", EventBusName=BUS,
+                           Targets=[{"Id": "queue", "Arn": queue_arn}])
+        log(f"event bus {BUS} -> rule source=musicgpt-webhook -> queue {QUEUE}")
+
+    def _start_receiver(self) -> None:
+        """The owner's own webhook (FORWARD_URL): checks every forward's Standard Webhooks
+        signature with the standardwebhooks package and keeps the verdicts."""
+        from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+        stack = self
+        stack.forwards = []
+
+        class Receiver(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - the base class's name
+                body = self.rfile.read(int(self.headers.get("content-length", 0))).decode()
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                try:
+                    Webhook(FORWARD_SECRET).verify(body, headers)
+                    verified = True
+                except WebhookVerificationError:
+                    verified = False
+                stack.forwards.append({"id": headers.get("webhook-id"), "verified": verified,
+                                       "event": json.loads(body)})
+                self.send_response(200 if verified else 400)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, format, *args):  # noqa: A002 - the base class's name
+                pass
+
+        self.receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+        threading.Thread(target=self.receiver.serve_forever, daemon=True).start()
+        self.forward_url = f"http://127.0.0.1:{self.receiver.server_address[1]}/hooks/musicgpt"
+        log(f"the owner's webhook (FORWARD_URL, signatures checked) on {self.forward_url}")
 
     def _serve_media(self) -> None:
         root = self.state / "musicgpt"
@@ -239,6 +297,33 @@ class Stack:
             (out / f"{name}.json").write_text(body)
 
     @property
+    def tasks_url(self) -> str:
+        return f"http://127.0.0.1:{self.lambda_port}/lambda-url/webhook/tasks"
+
+    def read(self, path: str = "", query: str = "") -> tuple[int, dict]:
+        """GET the read API (`/tasks<path>?<query>`) with the local read token."""
+        url = self.tasks_url + path + (f"?{query}" if query else "")
+        request = urllib.request.Request(url, headers={"authorization": f"Bearer {READ_TOKEN}"})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as answer:
+                return answer.status, json.loads(answer.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read() or b"{}")
+
+    def bus_events(self) -> list[dict]:
+        """Everything the bus delivered to the queue so far (kept in self.events)."""
+        sqs = self.client("sqs")
+        while True:
+            messages = sqs.receive_message(QueueUrl=self.queue_url,
+                                           MaxNumberOfMessages=10).get("Messages", [])
+            if not messages:
+                return self.events
+            for message in messages:
+                self.events.append(json.loads(message["Body"]))
+                sqs.delete_message(QueueUrl=self.queue_url,
+                                   ReceiptHandle=message["ReceiptHandle"])
+
+    @property
     def webhook_url(self) -> str:
         return f"http://127.0.0.1:{self.lambda_port}/lambda-url/webhook/{TOKEN}"
 
@@ -266,6 +351,10 @@ class Stack:
             "AWS_EC2_METADATA_DISABLED": "true", "RUST_LOG": "info",
             # Short waits, so that a failed copy heals within a local run.
             "RETRY_BASE_DELAY": "2s", "RETRY_MAX_DELAY": "30s",
+            # Events on the local bus and to the local receiver; the read API's token.
+            "EVENT_BUS_NAME": BUS, "EVENT_GRACE": "3s", "READ_TOKENS": READ_TOKEN,
+            "FORWARD_URL": self.forward_url, "FORWARD_SECRETS": FORWARD_SECRET,
+            "FORWARD_HOSTS": "127.0.0.1",
         }
 
         env_file = self.state / "lambda.env"
@@ -392,6 +481,8 @@ class Stack:
                 pass
         if self.audio_server is not None:
             self.audio_server.shutdown()
+        if self.receiver is not None:
+            self.receiver.shutdown()
         self.processes.clear()
 
 

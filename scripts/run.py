@@ -33,6 +33,10 @@ Post a sample callback (its file URLs point at the local stand-in for MusicGPT):
     {stack.webhook_url}
 
 The other callbacks of the task are in {bodies}/ ({', '.join(CALLBACKS)}).
+Events go to the bus {local_stack.BUS} (a rule sends them to the SQS queue {local_stack.QUEUE})
+and, signed, to a local webhook. The read API (bearer token of READ_TOKENS):
+  curl -sS -H 'authorization: Bearer {local_stack.READ_TOKEN}' {stack.tasks_url}/{local_stack.TASK}
+  curl -sS -H 'authorization: Bearer {local_stack.READ_TOKEN}' '{stack.tasks_url}?status=COMPLETED'
 See the table and the bucket:  make show
 Emulator for your own tools:   AWS_ENDPOINT_URL={stack.endpoint} AWS_ACCESS_KEY_ID=testing \\
                                AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
