@@ -224,7 +224,11 @@ impl<P: Ports> CopyEngine<P> {
         let waited = item
             .created_at
             .map(|received| self.clock.now_secs().saturating_sub(received));
-        measure::copy(&outcome, took, waited);
+        let stored_bytes = match &outcome {
+            CopyOutcome::Stored { size, .. } => Some(*size),
+            _ => None,
+        };
+        measure::copy(outcome.label(), stored_bytes, took, waited);
         let elapsed_ms = took.as_millis() as u64;
         match &outcome {
             CopyOutcome::Stored { size, sha256 } => info!(

@@ -6,8 +6,6 @@ use std::time::Duration;
 
 use metrics::{Unit, counter, describe_counter, describe_histogram, histogram};
 
-use crate::app::copy::CopyOutcome;
-
 pub const CALLBACKS: &str = "Callbacks";
 pub const REFUSED_REQUESTS: &str = "RefusedRequests";
 pub const QUARANTINED_BODIES: &str = "QuarantinedBodies";
@@ -65,15 +63,20 @@ pub fn quarantined() {
     counter!(QUARANTINED_BODIES).increment(1);
 }
 
-/// One copy attempt: its outcome and, when stored, its size, time and rate, and how long the
-/// file waited since its callback came.
-pub fn copy(outcome: &CopyOutcome, took: Duration, waited_secs: Option<u64>) {
-    counter!(COPIES, "outcome" => outcome.label()).increment(1);
-    if let CopyOutcome::Stored { size, .. } = outcome {
-        counter!(BYTES_COPIED).increment(*size);
+/// One copy attempt: its outcome and, when stored (`stored_bytes`), its size, time and rate,
+/// and how long the file waited since its callback came.
+pub fn copy(
+    outcome: &'static str,
+    stored_bytes: Option<u64>,
+    took: Duration,
+    waited_secs: Option<u64>,
+) {
+    counter!(COPIES, "outcome" => outcome).increment(1);
+    if let Some(size) = stored_bytes {
+        counter!(BYTES_COPIED).increment(size);
         histogram!(COPY_DURATION).record(took.as_secs_f64() * 1_000.0);
         let secs = took.as_secs_f64().max(1e-6);
-        histogram!(COPY_THROUGHPUT).record(*size as f64 * 8.0 / 1_000_000.0 / secs);
+        histogram!(COPY_THROUGHPUT).record(size as f64 * 8.0 / 1_000_000.0 / secs);
         if let Some(waited) = waited_secs {
             histogram!(RECEIVED_TO_STORED).record(waited as f64);
         }
