@@ -80,14 +80,19 @@ impl App {
         ))
     }
 
+    /// The recorder; with events on, it announces each task it records a callback for.
     pub fn recorder(&self) -> Recorder<DynamoTable> {
-        Recorder::new(
+        let recorder = Recorder::new(
             self.table.clone(),
             self.config.key_prefix.clone(),
             self.config.callback_retention,
         )
         .with_file_retention(self.config.copy.retry.retention)
-        .with_file_hosts(self.config.copy.source_hosts.clone())
+        .with_file_hosts(self.config.copy.source_hosts.clone());
+        match &self.events {
+            Some(events) => recorder.with_events(Arc::clone(events) as Arc<dyn CopyEvents>),
+            None => recorder,
+        }
     }
 
     /// Replay, redrive and stuck, for the command line.

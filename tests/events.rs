@@ -29,7 +29,6 @@ use musicgpt_webhook::domain::keys::KeyPrefix;
 use musicgpt_webhook::domain::plan::ItemWrite;
 use musicgpt_webhook::domain::retry::RetryPolicy;
 use musicgpt_webhook::error::Result;
-use musicgpt_webhook::lambda::announce::AnnounceAfter;
 use musicgpt_webhook::lambda::http::AfterRecord;
 use musicgpt_webhook::lambda::inline::InlineCopy;
 use serde_json::{Value, json};
@@ -149,7 +148,10 @@ struct Stack {
     bus: CheckingBus,
     clock: Arc<ManualClock>,
     announcer: Arc<MemoryAnnouncer>,
+    /// Announces after each callback, as the webhook's does with events on.
     recorder: Recorder<MemoryTable>,
+    /// Records only: a delivery that "crashes" before announcing.
+    plain_recorder: Recorder<MemoryTable>,
     engine: CopyEngine<MemoryPorts>,
 }
 
@@ -187,33 +189,38 @@ fn stack_with(hook: impl FnOnce(Arc<MemoryAnnouncer>) -> Arc<dyn CopyEvents>) ->
         Duration::from_secs(86_400),
     );
     Stack {
+        plain_recorder: recorder.clone(),
+        recorder: recorder.with_events(Arc::clone(&announcer) as Arc<dyn CopyEvents>),
         table,
         sink,
         bus,
         clock,
         announcer,
-        recorder,
         engine,
     }
 }
 
 impl Stack {
+    /// Records without announcing (the worker dies right after).
     async fn record(&self, body: &str) -> Outcome {
         let callback = Callback::parse(body.as_bytes(), None).expect("a callback");
-        self.recorder
+        self.plain_recorder
             .record(&callback, self.clock.now())
             .await
             .expect("recorded")
     }
 
-    /// As the webhook in `COPY_MODE=inline` with events on: record, copy, announce.
+    /// As the webhook in `COPY_MODE=inline` with events on: record (and announce), copy.
     async fn deliver(&self, body: &str) {
-        let outcome = self.record(body).await;
-        let after = AnnounceAfter::new(
-            InlineCopy::new(self.engine.clone()),
-            Arc::clone(&self.announcer) as Arc<dyn CopyEvents>,
-        );
-        after.after_record(&outcome, None).await;
+        let callback = Callback::parse(body.as_bytes(), None).expect("a callback");
+        let outcome = self
+            .recorder
+            .record(&callback, self.clock.now())
+            .await
+            .expect("recorded");
+        InlineCopy::new(self.engine.clone())
+            .after_record(&outcome, None)
+            .await;
     }
 
     fn published(&self) -> Vec<(String, Value)> {

@@ -188,6 +188,19 @@ impl<P: Ports> CopyEngine<P> {
         {
             Ok(item) => item,
             Err(unclaimed) => {
+                let settled = matches!(
+                    unclaimed,
+                    Unclaimed::Stored | Unclaimed::Failed | Unclaimed::Expired
+                );
+                // Settled by an earlier attempt that may have died before announcing (a stream
+                // record delivered again after a crash): announce now; nothing is owed twice.
+                if let (true, Some(events), Some(task)) = (
+                    settled,
+                    &self.events,
+                    asset.pk.strip_prefix("TASK#").and_then(Id::parse),
+                ) {
+                    events.settled(&task).await;
+                }
                 return Ok(match unclaimed {
                     Unclaimed::Missing => CopyOutcome::Missing,
                     Unclaimed::Stored => CopyOutcome::AlreadyStored,

@@ -1,10 +1,12 @@
 //! Recording a callback, whoever received it (the webhook, the reconciler, a submission): its
 //! plan applied as one unit, in any order and any number of times.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::warn;
 
+use crate::app::announce::CopyEvents;
 use crate::app::ports::{Applied, TaskStore};
 use crate::domain::callback::{Callback, MUSICGPT_HOSTS};
 use crate::domain::ids::Id;
@@ -53,6 +55,8 @@ pub struct Recorder<T> {
     files: FileRetention,
     /// Where MusicGPT's files are: an URL on one of these hosts is a file to copy.
     file_hosts: Vec<String>,
+    /// Events for the owner's application: announced after every callback recorded.
+    events: Option<Arc<dyn CopyEvents>>,
 }
 
 impl<T: TaskStore> Recorder<T> {
@@ -63,7 +67,17 @@ impl<T: TaskStore> Recorder<T> {
             retention_secs: retention.as_secs(),
             files: FileRetention::default(),
             file_hosts: MUSICGPT_HOSTS.iter().map(|h| (*h).to_owned()).collect(),
+            events: None,
         }
+    }
+
+    /// Announces the task after every callback recorded for it, a redelivery too: a failure
+    /// status settles a task without files, and a redelivery after a crash announces what the
+    /// crashed delivery could not. Every path that records (the webhook, the reconciler, a
+    /// submission) goes through here.
+    pub fn with_events(mut self, events: Arc<dyn CopyEvents>) -> Recorder<T> {
+        self.events = Some(events);
+        self
     }
 
     /// `SOURCE_HOSTS`: an URL on one of them, in a field not known to hold a file, is a file.
@@ -101,6 +115,14 @@ impl<T: TaskStore> Recorder<T> {
 
     /// Records a parsed callback. Safe to call any number of times, in any order.
     pub async fn record(&self, cb: &Callback, now: u64) -> Result<Outcome> {
+        let outcome = self.record_callback(cb, now).await?;
+        if let (Some(events), Some(task)) = (&self.events, outcome.task_id()) {
+            events.settled(task).await;
+        }
+        Ok(outcome)
+    }
+
+    async fn record_callback(&self, cb: &Callback, now: u64) -> Result<Outcome> {
         let ctx = RecordContext {
             key_prefix: self.key_prefix.clone(),
             now,

@@ -5,10 +5,8 @@
 use std::sync::Arc;
 
 use lambda_http::{Error, Request, run, service_fn};
-use musicgpt_webhook::app::announce::CopyEvents;
 use musicgpt_webhook::config::CopyMode;
-use musicgpt_webhook::lambda::announce::AnnounceAfter;
-use musicgpt_webhook::lambda::http::{AfterRecord, NoFollowUp, Webhook};
+use musicgpt_webhook::lambda::http::{AfterRecord, Webhook};
 use musicgpt_webhook::lambda::inline::InlineCopy;
 use musicgpt_webhook::lambda::logs;
 use musicgpt_webhook::lambda::metrics::Metrics;
@@ -21,22 +19,12 @@ async fn main() -> Result<(), Error> {
     let app = App::from_env().await?;
     let ingest = app.ingest()?;
     let read: Arc<dyn ReadRoutes> = Arc::new(app.read_api()?);
-    let events = app.events().map(|e| e as Arc<dyn CopyEvents>);
-    match (app.config.copy_mode, events) {
-        (CopyMode::Stream, None) => serve(Webhook::new(ingest), read).await,
-        (CopyMode::Stream, Some(events)) => {
-            let after = AnnounceAfter::new(NoFollowUp, events);
-            serve(Webhook::with_follow_up(ingest, after), read).await
-        }
-        (CopyMode::Inline, events) => {
+    // With events on, the recorder announces each task after its callback (app::record).
+    match app.config.copy_mode {
+        CopyMode::Stream => serve(Webhook::new(ingest), read).await,
+        CopyMode::Inline => {
             let inline = InlineCopy::new(app.copy_engine()?);
-            match events {
-                None => serve(Webhook::with_follow_up(ingest, inline), read).await,
-                Some(events) => {
-                    let after = AnnounceAfter::new(inline, events);
-                    serve(Webhook::with_follow_up(ingest, after), read).await
-                }
-            }
+            serve(Webhook::with_follow_up(ingest, inline), read).await
         }
     }
 }

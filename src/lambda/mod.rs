@@ -1,7 +1,6 @@
 //! The front ends: what Lambda invokes (HTTP, the table's stream, a schedule), their time
 //! budgets, and the one mapping from errors to HTTP answers.
 
-pub mod announce;
 pub mod budget;
 pub mod http;
 pub mod inline;
