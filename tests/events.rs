@@ -16,7 +16,9 @@ use musicgpt_webhook::adapters::memory::{
     ManualClock, MemoryBus, MemoryPorts, MemorySink, MemorySource, MemoryTable,
 };
 use musicgpt_webhook::adapters::s3::S3Sink;
-use musicgpt_webhook::app::announce::{Announcer, BoxFuture, CopyEvents, NoForwarder};
+use musicgpt_webhook::app::announce::{
+    Announcer, BoxFuture, CopyEvents, EventSettings, NoForwarder,
+};
 use musicgpt_webhook::app::copy::{CopyEngine, copy_all};
 use musicgpt_webhook::app::ports::{
     AssetStore, BusEvent, EventBus, EventLog, Ports, TaskIndex, TaskStore,
@@ -596,4 +598,128 @@ async fn eventbridge_delivers_the_events_to_a_queue() {
         .await
         .expect("items");
     support::check_event_schemas(&details);
+}
+
+/// The real adapters with EventBridge unreachable (a closed port) while the files are stored:
+/// every event stays in the table's outbox, and a later sweep over a reachable bus delivers
+/// each one once, under the ids the first attempt used.
+#[tokio::test]
+async fn an_unreachable_bus_only_delays_the_events_over_the_real_adapters() {
+    #[derive(Clone)]
+    struct Real;
+    impl Ports for Real {
+        type Tasks = DynamoTable;
+        type Assets = DynamoTable;
+        type Source = MemorySource;
+        type Sink = S3Sink;
+        type Api = musicgpt_webhook::adapters::musicgpt::MusicGptApi;
+    }
+    let sdk = support::sdk_config().await;
+    let table = DynamoTable::new(support::dynamo().await, support::fresh_table().await);
+    let bucket = support::fresh_bucket().await;
+    let (bus_name, queue) = support::fresh_bus_with_queue().await;
+    let source = MemorySource::new();
+    for (url, _, bytes) in media() {
+        source.serve(&url, bytes);
+    }
+    let settings = EventSettings {
+        grace: Duration::ZERO,
+        publish_retry: Duration::ZERO,
+        ..EventSettings::default()
+    };
+    let nowhere = support::sdk_config_for("http://127.0.0.1:1");
+    let down = Arc::new(
+        Announcer::new(
+            table.clone(),
+            Some(EventBridgeBus::new(
+                aws_sdk_eventbridge::Client::from_conf(
+                    aws_sdk_eventbridge::config::Builder::from(&nowhere)
+                        .retry_config(aws_sdk_eventbridge::config::retry::RetryConfig::disabled())
+                        .build(),
+                ),
+                &bus_name,
+            )),
+            None::<NoForwarder>,
+        )
+        .with_settings(settings.clone()),
+    );
+    let engine = CopyEngine::<Real>::new(
+        table.clone(),
+        source,
+        S3Sink::new(support::s3_for(&sdk), &bucket),
+        policy(),
+    )
+    .with_events(Arc::clone(&down) as Arc<dyn CopyEvents>);
+    let recorder = Recorder::new(
+        table.clone(),
+        KeyPrefix::parse("music").expect("prefix"),
+        Duration::from_secs(86_400),
+    )
+    .with_events(Arc::clone(&down) as Arc<dyn CopyEvents>);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs();
+    for name in CALLBACKS {
+        let callback = Callback::parse(body_of(name).as_bytes(), None).expect("callback");
+        let outcome = recorder.record(&callback, now).await.expect("recorded");
+        if let Some(task) = outcome.task_id() {
+            let pending = table.pending_in_task(task).await.expect("pending");
+            copy_all(
+                &engine,
+                pending,
+                Instant::now() + Duration::from_secs(60),
+                4,
+            )
+            .await;
+        }
+    }
+    assert!(
+        support::drain_queue(&queue).await.is_empty(),
+        "nothing got through"
+    );
+    let due = table.due_events(u64::MAX, 20).await.expect("due");
+    assert_eq!(
+        due.len(),
+        6,
+        "five files and the settlement wait in the outbox"
+    );
+    let recorded: BTreeSet<String> = due.iter().map(|e| e.event_id.clone()).collect();
+    assert_eq!(recorded, expected_ids());
+    // The bus is back: the sweep delivers them.
+    let up = Announcer::new(
+        table.clone(),
+        Some(EventBridgeBus::new(
+            aws_sdk_eventbridge::Client::new(&sdk),
+            &bus_name,
+        )),
+        None::<NoForwarder>,
+    )
+    .with_settings(settings);
+    let report = up
+        .sweep(Instant::now() + Duration::from_secs(30))
+        .await
+        .expect("sweep");
+    assert_eq!(report.published, 6, "{report:?}");
+    let received = support::drain_queue(&queue).await;
+    let ids: Vec<String> = received
+        .iter()
+        .map(|e| e["detail"]["event_id"].as_str().expect("id").to_owned())
+        .collect();
+    assert_eq!(ids.len(), 6);
+    assert_eq!(ids.into_iter().collect::<BTreeSet<_>>(), expected_ids());
+    assert!(
+        table
+            .due_events(u64::MAX, 20)
+            .await
+            .expect("due")
+            .is_empty()
+    );
+    up.sweep(Instant::now() + Duration::from_secs(30))
+        .await
+        .expect("sweep");
+    assert!(
+        support::drain_queue(&queue).await.is_empty(),
+        "nothing twice"
+    );
 }
