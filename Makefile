@@ -20,8 +20,8 @@ DEMO_ARGS ?=
 TOOLS_PATH := $(CURDIR)/$(LAMBDA_VENV)/bin:$(CURDIR)/$(SAM_VENV)/bin:$(PATH)
 SAM := env PATH="$(TOOLS_PATH)" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
 
-.PHONY: venv venv-lambda venv-sam test lint run demo show \
-	lambda-build template-check sam-build bench bench-copy bench-ingest bench-cold-start \
+.PHONY: venv venv-lambda venv-sam test lint lint-test run demo show \
+	lambda-build template-check sam-binaries sam-build bench bench-copy bench-ingest bench-cold-start \
 	bench-stream
 
 venv: $(VENV_STAMP)
@@ -52,6 +52,16 @@ test: venv
 lint:
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
+
+# `make lint` and `make test` in one build, for CI: the same lints and `-D warnings`, but
+# clippy-driver is the workspace's rustc wrapper (as `cargo clippy` sets it up for itself) in
+# the test build, instead of a `cargo clippy` that type-checks every dependency a second time
+# (check mode) only to lint this crate. Dependencies are compiled once, by plain rustc.
+CLIPPY_DRIVER = $(shell rustc --print sysroot)/bin/clippy-driver
+lint-test: venv
+	cargo fmt --check
+	RUSTC_WORKSPACE_WRAPPER="$(CLIPPY_DRIVER)" \
+		CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__" cargo test --all-targets
 
 # Benchmarks (figures in docs/benchmarks.md): `make bench` runs them all (each prints its own detailed
 # tables as it goes) and ends with one table of every headline figure, its floor and target.
@@ -113,7 +123,20 @@ template-check: venv-sam
 	$(SAM_VENV)/bin/cfn-lint template.yaml
 
 # The artifacts `sam deploy` uploads (.aws-sam/build), built by cargo-lambda with no Docker.
-sam-build: venv-sam venv-lambda
+# `sam build` runs `cargo lambda build --release --arm64 --bin <name>` once per function, one
+# after the other, and each links its binary (thin LTO, codegen-units=1) by itself. So
+# sam-binaries first builds the functions' binaries (BuildProperties: Binary in template.yaml)
+# in one cargo-lambda run, which links them in parallel; sam's runs, with the same flags and
+# target directory, then find them fresh and only copy target/lambda/<name>/bootstrap
+# (check_artifacts.py says so, or warns that sam compiled one again). CI starts sam-binaries
+# early, in the background (.ci/run).
+SAM_STAMP_BUILT := target/lambda/.built-before-sam-build
+sam-binaries: venv-lambda
 	rustup target add aarch64-unknown-linux-gnu
+	bins="$$($(PYTHON) scripts/check_artifacts.py --binaries)" && \
+		env PATH="$(TOOLS_PATH)" cargo lambda build --release --arm64 $$(printf -- '--bin %s ' $$bins)
+
+sam-build: venv-sam sam-binaries
+	touch $(SAM_STAMP_BUILT)
 	$(SAM) build
-	$(PYTHON) scripts/check_artifacts.py
+	$(PYTHON) scripts/check_artifacts.py --built-before $(SAM_STAMP_BUILT)
