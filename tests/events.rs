@@ -289,7 +289,23 @@ fn by_type(events: &[(String, Value)]) -> BTreeMap<String, usize> {
     counts
 }
 
-fn check_completed(detail: &Value) {
+/// The ids a Music AI task owes when its callbacks come in `order` (indexes into CALLBACKS),
+/// each copied as it comes: if the album cover comes after both songs, the task has settled
+/// without it and the cover is a file stored later (its Asset Stored and a Task Updated).
+fn expected_ids_for(order: &[usize]) -> BTreeSet<String> {
+    let first = |i: usize| order.iter().position(|&n| n == i).expect("delivered");
+    let mut ids = expected_ids();
+    if first(4) > first(0).max(first(1)) {
+        ids.insert(event_id(
+            DetailType::TaskUpdated,
+            TASK,
+            &format!("ASSET#{TASK}#cover"),
+        ));
+    }
+    ids
+}
+
+fn check_completed(detail: &Value, files: usize) {
     assert_eq!(detail["task_id"], json!(TASK));
     assert_eq!(detail["conversion_type"], json!("Music AI"));
     assert_eq!(detail["status"], json!("COMPLETED"));
@@ -305,8 +321,9 @@ fn check_completed(detail: &Value) {
                 .contains("Neon rivers")
         );
     }
-    let files = detail["files"].as_array().expect("files");
-    assert_eq!(files.len(), 5);
+    let listed = detail["files"].as_array().expect("files");
+    assert_eq!(listed.len(), files);
+    let files = listed;
     let want: BTreeMap<String, String> = media()
         .into_iter()
         .map(|(_, key, bytes)| (key, sha256(&bytes)))
@@ -336,32 +353,54 @@ async fn a_music_ai_task_in_any_order_with_duplicates_announces_exactly_its_even
             .iter()
             .map(|(_, d)| d["event_id"].as_str().expect("id").to_owned())
             .collect();
-        assert_eq!(ids.len(), 6, "order {order:?}: {:?}", by_type(&published));
+        let expected = expected_ids_for(order);
+        let cover_late = expected.len() == 7;
+        assert_eq!(
+            ids.len(),
+            expected.len(),
+            "order {order:?}: {:?}",
+            by_type(&published)
+        );
         assert_eq!(
             ids.iter().cloned().collect::<BTreeSet<_>>(),
-            expected_ids(),
+            expected,
             "order {order:?}"
         );
-        assert_eq!(
-            by_type(&published),
-            BTreeMap::from([("Asset Stored".into(), 5), ("Task Completed".into(), 1)])
-        );
+        let mut types = BTreeMap::from([("Asset Stored".into(), 5), ("Task Completed".into(), 1)]);
+        if cover_late {
+            types.insert("Task Updated".into(), 1);
+        }
+        assert_eq!(by_type(&published), types, "order {order:?}");
         assert!(stack.bus.early().is_empty(), "{:?}", stack.bus.early());
-        let (_, completed) = published
-            .iter()
-            .find(|(t, _)| t == "Task Completed")
-            .expect("completed");
-        check_completed(completed);
-        // Published last: nothing announced before the whole task was stored.
-        assert_eq!(
-            published.last().map(|(t, _)| t.as_str()),
-            Some("Task Completed")
+        let at = |t: &str| {
+            published
+                .iter()
+                .position(|(p, _)| p == t)
+                .expect("published")
+        };
+        check_completed(
+            &published[at("Task Completed")].1,
+            if cover_late { 4 } else { 5 },
         );
+        // The settlement comes after the Asset Stored of every file it shows.
+        let stored_before = published[..at("Task Completed")]
+            .iter()
+            .filter(|(t, _)| t == "Asset Stored")
+            .count();
+        assert_eq!(stored_before, if cover_late { 4 } else { 5 });
+        if cover_late {
+            let (_, updated) = &published[at("Task Updated")];
+            assert_eq!(
+                updated["asset"]["key"],
+                json!(format!("music/{TASK}/cover.png"))
+            );
+            check_completed(updated, 5);
+        }
         // Everything delivered: the sweep finds nothing, and publishes nothing again.
         assert_eq!(stack.due().await, 0);
         stack.clock.advance(3_600);
         stack.sweep().await;
-        assert_eq!(stack.published().len(), 6);
+        assert_eq!(stack.published().len(), expected.len());
         all.extend(published);
     }
     support::check_event_schemas(&all);
@@ -678,14 +717,16 @@ async fn an_unreachable_bus_only_delays_the_events_over_the_real_adapters() {
         support::drain_queue(&queue).await.is_empty(),
         "nothing got through"
     );
+    // In this order the cover comes after both songs: the task settles without it.
+    let expected = expected_ids_for(&[0, 1, 2, 3, 4]);
     let due = table.due_events(u64::MAX, 20).await.expect("due");
     assert_eq!(
         due.len(),
-        6,
-        "five files and the settlement wait in the outbox"
+        7,
+        "the five files, the settlement and the update wait"
     );
     let recorded: BTreeSet<String> = due.iter().map(|e| e.event_id.clone()).collect();
-    assert_eq!(recorded, expected_ids());
+    assert_eq!(recorded, expected);
     // The bus is back: the sweep delivers them.
     let up = Announcer::new(
         table.clone(),
@@ -700,14 +741,14 @@ async fn an_unreachable_bus_only_delays_the_events_over_the_real_adapters() {
         .sweep(Instant::now() + Duration::from_secs(30))
         .await
         .expect("sweep");
-    assert_eq!(report.published, 6, "{report:?}");
+    assert_eq!(report.published, 7, "{report:?}");
     let received = support::drain_queue(&queue).await;
     let ids: Vec<String> = received
         .iter()
         .map(|e| e["detail"]["event_id"].as_str().expect("id").to_owned())
         .collect();
-    assert_eq!(ids.len(), 6);
-    assert_eq!(ids.into_iter().collect::<BTreeSet<_>>(), expected_ids());
+    assert_eq!(ids.len(), 7);
+    assert_eq!(ids.into_iter().collect::<BTreeSet<_>>(), expected);
     assert!(
         table
             .due_events(u64::MAX, 20)

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::domain::asset::{AssetItem, StoredCopy};
-use crate::domain::conversion::ConversionType;
+use crate::domain::conversion::{ConversionType, ENDPOINTS};
 use crate::domain::ids::Id;
 use crate::domain::keys;
 use crate::domain::media::content_type_for;
@@ -175,9 +175,6 @@ pub struct TaskView {
     pub duration_seconds: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lyrics: Option<String>,
-    /// Whether an album cover callback was recorded.
-    #[serde(skip)]
-    pub has_cover_callback: bool,
 }
 
 /// An event already recorded for a task (an `EVENT#` item).
@@ -302,7 +299,6 @@ impl TaskView {
             title: text(task, "title"),
             duration_seconds: float(task, "duration_seconds"),
             lyrics: None,
-            has_cover_callback: false,
         };
         let mut lyrics: Vec<(Option<String>, String)> = Vec::new();
         for item in items {
@@ -329,13 +325,6 @@ impl TaskView {
                         view.files.push(file);
                     }
                 }
-                Some(t)
-                    if t == ItemType::Callback.as_str()
-                        && (text(item, "subtype").as_deref() == Some("album_cover_generation")
-                            || text(item, "kind").as_deref() == Some("album_cover")) =>
-                {
-                    view.has_cover_callback = true;
-                }
                 _ => {}
             }
         }
@@ -360,22 +349,32 @@ impl TaskView {
         self.status.as_deref().map(TaskStatus::parse)
     }
 
-    /// Music AI makes two songs and an album cover; its callbacks come one by one, in any
-    /// order, so the task waits for the cover (which names both songs) and both songs.
-    fn expects_cover(&self) -> bool {
-        let music_ai = self
+    /// How many songs a task of this type makes when nothing has named them yet: two for the
+    /// song generators (Music AI, Remix, Extend, ...), whose callbacks come one per song.
+    fn songs_expected(&self) -> usize {
+        let Some(kind) = self
             .conversion_type
             .as_deref()
             .and_then(ConversionType::parse)
-            .is_some_and(|t| t == ConversionType::MusicAi);
-        music_ai || self.has_cover_callback
+        else {
+            return 0;
+        };
+        ENDPOINTS
+            .iter()
+            .filter(|e| e.conversion_type == kind)
+            .map(|e| e.expected_conversions())
+            .max()
+            .filter(|n| *n >= 2)
+            .unwrap_or(0)
     }
 
     /// The rule (README, "Events"): a task is settled when
     /// 1. its status is terminal (COMPLETED, FAILED, ERROR), and
     /// 2. no file is PENDING (every recorded file is STORED, FAILED or EXPIRED), and
     /// 3. unless the status is a failure: every expected conversion has reported a terminal
-    ///    status (its audio callback came), and for Music AI the cover callback came too.
+    ///    status (its audio callback came): those the cover callback or the submission named,
+    ///    or, for a song generator none has named yet, two songs. The album cover (opt-in) is
+    ///    not waited for: one that comes later is a file stored after the settlement.
     ///
     /// It is Completed when the status is COMPLETED, every conversion completed and every file
     /// is STORED; Failed otherwise, with the reason.
@@ -401,9 +400,6 @@ impl TaskView {
                     .unwrap_or_else(|| format!("MusicGPT reported {status}")),
             );
         }
-        if self.expects_cover() && !self.has_cover_callback {
-            return Settlement::Open("waiting for the album cover callback".into());
-        }
         let conversion_status = |id: &str| {
             self.conversions
                 .iter()
@@ -419,6 +415,20 @@ impl TaskView {
             .collect();
         if !waiting.is_empty() {
             return Settlement::Open(format!("waiting for conversion(s) {}", waiting.join(", ")));
+        }
+        let songs = self.songs_expected();
+        let reported = self
+            .conversions
+            .iter()
+            .filter(|c| {
+                c.status
+                    .as_deref()
+                    .map(TaskStatus::parse)
+                    .is_some_and(|s| s.is_terminal())
+            })
+            .count();
+        if self.expected_conversions.is_empty() && reported < songs {
+            return Settlement::Open(format!("{reported} of {songs} songs reported"));
         }
         let failed_conversions: Vec<&str> = self
             .conversions
@@ -727,13 +737,19 @@ mod tests {
     }
 
     #[test]
-    fn music_ai_settles_only_with_both_songs_and_the_cover() {
-        assert!(matches!(
+    fn music_ai_settles_with_both_songs_in_and_nothing_pending() {
+        // No cover yet: both songs reported is enough (the cover is opt-in).
+        assert_eq!(
             music_ai(false, true, "STORED").settlement(),
+            Settlement::Completed
+        );
+        // One song only, named or not.
+        assert!(matches!(
+            music_ai(true, false, "STORED").settlement(),
             Settlement::Open(_)
         ));
         assert!(matches!(
-            music_ai(true, false, "STORED").settlement(),
+            music_ai(false, false, "STORED").settlement(),
             Settlement::Open(_)
         ));
         assert!(matches!(
