@@ -314,3 +314,41 @@ async fn targets_the_guard_refuses_are_refused_before_anything_is_sent() {
     assert_eq!(events[0].forward.state, Some(ForwardState::Pending));
     assert!(events[0].due, "tried again later, until the deadline");
 }
+
+/// `FORWARD_SECRETS` set to a Secrets Manager secret's ARN: its value is read (at cold start)
+/// and split into the secrets; a bad value is refused without being echoed.
+#[tokio::test]
+async fn forward_secrets_come_from_secrets_manager() {
+    use musicgpt_webhook::adapters::forward::secrets_from_manager;
+    let sdk = support::sdk_config().await;
+    let client = aws_sdk_secretsmanager::Client::new(&sdk);
+    let create = async |name: &str, value: &str| {
+        client
+            .create_secret()
+            .name(format!("{name}-{}", std::process::id()))
+            .secret_string(value)
+            .send()
+            .await
+            .expect("create the secret in moto")
+            .arn
+            .expect("an ARN")
+    };
+    let arn = create("forward", &format!("{SECRET}, {}", second_secret())).await;
+    let secrets = secrets_from_manager(&client, &arn).await.expect("read");
+    assert_eq!(secrets, [SECRET.to_owned(), second_secret()]);
+    let receiver = Receiver::start().await;
+    let rig = rig(&receiver, &secrets);
+    rig.failed_task("t-secret").await;
+    support::verify_webhooks(&[
+        case(SECRET, &receiver.received()[0], true, true),
+        case(&second_secret(), &receiver.received()[0], true, true),
+    ]);
+    let junk = create("junk", "not-a-whsec-value-at-all").await;
+    let err = secrets_from_manager(&client, &junk)
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("FORWARD_SECRETS"), "{err}");
+    assert!(!err.to_string().contains("not-a-whsec"), "{err}");
+    let missing = arn.replace("forward", "nobody");
+    assert!(secrets_from_manager(&client, &missing).await.is_err());
+}
