@@ -764,3 +764,38 @@ async fn an_unreachable_bus_only_delays_the_events_over_the_real_adapters() {
         "nothing twice"
     );
 }
+
+/// A bus that hangs: the callback's answer waits at most the announcement budget, and the
+/// event stays in the outbox for the sweep.
+#[tokio::test]
+async fn a_hanging_bus_does_not_hold_the_answer() {
+    #[derive(Clone)]
+    struct Hanging;
+    impl EventBus for Hanging {
+        async fn publish(
+            &self,
+            _events: &[BusEvent],
+        ) -> Result<Vec<std::result::Result<(), String>>> {
+            tokio::time::sleep(Duration::from_secs(3_600)).await;
+            Ok(Vec::new())
+        }
+    }
+    let table = MemoryTable::new();
+    let announcer = Arc::new(Announcer::new(
+        table.clone(),
+        Some(Hanging),
+        None::<NoForwarder>,
+    ));
+    let recorder = Recorder::new(table.clone(), KeyPrefix::default(), Duration::from_secs(60))
+        .with_events(announcer as Arc<dyn CopyEvents>);
+    let started = Instant::now();
+    let failure = Callback::parse(body_of("http-failure.json").as_bytes(), None).expect("cb");
+    let outcome = recorder.record(&failure, NOW).await.expect("recorded");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(matches!(outcome, Outcome::Recorded { .. }), "{outcome:?}");
+    assert_eq!(table.due_events(u64::MAX, 10).await.expect("due").len(), 1);
+}

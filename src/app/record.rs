@@ -16,6 +16,9 @@ use crate::domain::quarantine::quarantine_write;
 use crate::domain::retry::FileRetention;
 use crate::error::{Error, Result};
 
+/// Longest a recording waits for its task's announcement (events on).
+const ANNOUNCE_BUDGET: Duration = Duration::from_secs(4);
+
 /// Plans that collide with concurrent deliveries of the same task are tried again this often.
 const MAX_ROUNDS: u32 = 8;
 
@@ -117,7 +120,14 @@ impl<T: TaskStore> Recorder<T> {
     pub async fn record(&self, cb: &Callback, now: u64) -> Result<Outcome> {
         let outcome = self.record_callback(cb, now).await?;
         if let (Some(events), Some(task)) = (&self.events, outcome.task_id()) {
-            events.settled(task).await;
+            // The sender waits for its answer meanwhile: a slow bus only delays the events
+            // (they stay due in the outbox for the sweep), never the answer for long.
+            if tokio::time::timeout(ANNOUNCE_BUDGET, events.settled(task))
+                .await
+                .is_err()
+            {
+                warn!(task_id = %task, "announcing took too long; the sweep delivers the rest");
+            }
         }
         Ok(outcome)
     }
