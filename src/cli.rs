@@ -53,10 +53,8 @@ pub enum Command {
         max_pages: usize,
     },
     Completions(Shell),
-    /// Record a task's stored callbacks again, through the same path as a delivery.
-    Replay {
-        task_id: Id,
-    },
+    /// Record stored callbacks again, through the same path as a delivery.
+    Replay(Replay),
     /// FAILED / EXPIRED assets back to PENDING, of one task or all in a state.
     Redrive(Redrive),
     /// PENDING assets older than this, with their last error.
@@ -83,6 +81,14 @@ pub enum Tasks {
         timeout: Duration,
         interval: Duration,
     },
+}
+
+/// What `replay` records again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replay {
+    Task(Id),
+    /// Every task created at or after this time (epoch seconds).
+    Since(u64),
 }
 
 /// What `redrive` puts back to PENDING.
@@ -150,9 +156,13 @@ pub fn parse(args: &[String], webhook_url_env: Option<String>) -> Result<Command
             })
         }
         Top::Completions { shell } => Ok(Command::Completions(shell)),
-        Top::Replay(args) => Ok(Command::Replay {
-            task_id: task_id(&args.task)?,
-        }),
+        Top::Replay(args) => match (args.task, args.since) {
+            (Some(task), None) => Ok(Command::Replay(Replay::Task(task_id(&task)?))),
+            (None, Some(since)) => Ok(Command::Replay(Replay::Since(since))),
+            _ => Err(Error::InvalidRequest(
+                "replay: give --task <id> or --since <time>".into(),
+            )),
+        },
         Top::Redrive(args) => match (args.task, args.state) {
             (Some(task), None) => Ok(Command::Redrive(Redrive::Task(task_id(&task)?))),
             (None, Some(state)) => Ok(Command::Redrive(Redrive::State(state))),
@@ -305,7 +315,7 @@ enum Top {
         #[arg(value_enum)]
         shell: Shell,
     },
-    /// Record a task's stored callbacks again, as a delivery would (changes nothing already recorded)
+    /// Record stored callbacks again, as a delivery would (changes nothing already recorded)
     Replay(ReplayArgs),
     /// Put FAILED or EXPIRED files back to PENDING for the sweep
     Redrive(RedriveArgs),
@@ -360,8 +370,11 @@ enum TasksTop {
 #[derive(Debug, Args)]
 struct ReplayArgs {
     /// The task whose stored callbacks to record again
-    #[arg(long)]
-    task: String,
+    #[arg(long, conflicts_with = "since")]
+    task: Option<String>,
+    /// Every task created since (UTC): 2026-01-01, 2026-01-01T12:00:00Z, or epoch seconds
+    #[arg(long, value_parser = time)]
+    since: Option<u64>,
 }
 
 #[derive(Debug, Args)]

@@ -248,7 +248,11 @@ fn the_commands_parse() {
     let args = |line: &str| -> Vec<String> { line.split_whitespace().map(str::to_owned).collect() };
     assert_eq!(
         cli::parse(&args("replay --task t-1"), None).expect("replay"),
-        Command::Replay { task_id: id("t-1") }
+        Command::Replay(cli::Replay::Task(id("t-1")))
+    );
+    assert_eq!(
+        cli::parse(&args("replay --since 2027-01-15"), None).expect("replay"),
+        Command::Replay(cli::Replay::Since(1_799_971_200)), // 2027-01-15T00:00:00Z
     );
     assert_eq!(
         cli::parse(&args("redrive --state expired"), None).expect("redrive"),

@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::app::ports::{AssetStore, Clock, TaskStore};
+use crate::app::ports::{AssetStore, Clock, TaskIndex, TaskStore};
 use crate::app::record::{Outcome, Recorder};
 use crate::domain::ids::Id;
 use crate::domain::keys::AssetKey;
-use crate::domain::status::{AssetState, ItemType};
+use crate::domain::listing::{MAX_PAGE, TaskQuery};
+use crate::domain::status::{AssetState, ItemType, TaskStatus};
 use crate::error::{Error, Result};
 
 /// A redriven asset gets at least this long to be copied before it can expire again.
@@ -43,6 +44,55 @@ pub struct Operations<T, A> {
     recorder: Recorder<T>,
     assets: A,
     clock: Arc<dyn Clock>,
+}
+
+/// Every status a task can be listed under in the index.
+const LISTED_STATUSES: &[TaskStatus] = &[
+    TaskStatus::Submitted,
+    TaskStatus::InQueue,
+    TaskStatus::Pending,
+    TaskStatus::Processing,
+    TaskStatus::InProgress,
+    TaskStatus::PartialCompleted,
+    TaskStatus::Completed,
+    TaskStatus::Failed,
+    TaskStatus::Error,
+];
+
+impl<T: TaskStore + TaskIndex, A: AssetStore> Operations<T, A> {
+    /// Replays every task created at or after `since` (epoch seconds), found through the
+    /// status index, one status at a time.
+    pub async fn replay_since(&self, since: u64) -> Result<(usize, ReplayReport)> {
+        let mut tasks = Vec::new();
+        for status in LISTED_STATUSES {
+            let mut after = None;
+            loop {
+                let query = TaskQuery {
+                    status: status.clone(),
+                    since,
+                    limit: MAX_PAGE,
+                    after,
+                };
+                let page = self.recorder.store().list_tasks(&query).await?;
+                tasks.extend(page.tasks.into_iter().filter_map(|t| Id::parse(&t.task_id)));
+                match page.next {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
+            }
+        }
+        tasks.sort();
+        tasks.dedup();
+        let mut total = ReplayReport::default();
+        for task in &tasks {
+            let report = self.replay_task(task).await?;
+            total.replayed += report.replayed;
+            total.recorded += report.recorded;
+            total.duplicates += report.duplicates;
+            total.unreadable += report.unreadable;
+        }
+        Ok((tasks.len(), total))
+    }
 }
 
 impl<T: TaskStore, A: AssetStore> Operations<T, A> {

@@ -121,15 +121,15 @@ async fn run(command: Command) -> Result<(), Error> {
         Command::Tasks(tasks) => {
             run_tasks(tasks).await?;
         }
-        Command::Replay { task_id } => {
-            let report = App::from_env()
-                .await?
-                .operations()
-                .replay_task(&task_id)
-                .await?;
+        Command::Replay(what) => {
+            let operations = App::from_env().await?.operations();
+            let (tasks, report) = match &what {
+                cli::Replay::Task(task) => (1, operations.replay_task(task).await?),
+                cli::Replay::Since(since) => operations.replay_since(*since).await?,
+            };
             println!(
                 "{}",
-                json!({"task_id": task_id, "replayed": report.replayed, "recorded": report.recorded,
+                json!({"tasks": tasks, "replayed": report.replayed, "recorded": report.recorded,
                        "duplicates": report.duplicates, "unreadable": report.unreadable})
             );
         }
