@@ -1,7 +1,8 @@
 //! The object sink: writes a stream into S3 without ever holding the whole file. A body that
 //! fits one part goes up in one PutObject; anything larger is a multipart upload whose parts go
 //! up several at once while the download goes on being read, hashed and counted in order
-//! (see [`S3SinkOptions`] for the memory this takes). A failed part is retried on its own by
+//! (see [`S3SinkOptions`] for the memory this takes); the upload is created while the second
+//! part is read, and the first part goes up as soon as it is. A failed part is retried on its own by
 //! the SDK; once it fails for good the whole upload is aborted, after every part still in
 //! flight has been stopped, so that no parts are left behind.
 //!
@@ -24,6 +25,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Tag, Tagging};
 use bytes::{Bytes, BytesMut};
 use sha2::{Digest, Sha256};
+use tokio::sync::watch;
 use tokio::task::{JoinError, JoinSet};
 use tokio::time::Instant;
 use tracing::warn;
@@ -214,30 +216,46 @@ impl ObjectSink for S3Sink {
             let etag = within(stop, self.put_single(spec, first, &sha256)).await?;
             return Ok(Written { etag, size, sha256 });
         }
-        // The upload is created while the second part is read (two parts fit any bound).
-        let second_size = plan.size_of(2);
-        let (created, second) = tokio::join!(
-            self.create_upload(spec),
-            within(
-                stop,
-                reader.next_part(second_size, BytesMut::with_capacity(second_size))
-            )
-        );
-        let upload_id = created?;
+        // Parts go up as soon as they are read, each first waiting for the upload's id: the
+        // round trip that creates the upload overlaps the reading of the parts after the first.
+        let (id_sender, upload_id) = watch::channel(None);
+        let (sink, created_spec) = (self.clone(), spec.clone());
+        // Its own task, so that the parts it wakes start at once rather than once this task,
+        // busy reading, yields.
+        let mut create = AbortOnDrop(tokio::spawn(async move {
+            let created = sink.create_upload(&created_spec).await;
+            let shared = created
+                .as_ref()
+                .map(Clone::clone)
+                .map_err(ToString::to_string);
+            let _ = id_sender.send(Some(shared));
+            created
+        }));
+        let create = async {
+            (&mut create.0)
+                .await
+                .map_err(|e| Error::sink(format!("CreateMultipartUpload stopped: {e}")))?
+        };
         // Owned here rather than by the timed future, so that after a failure or past `stop`
         // every part still uploading is stopped, and seen to have stopped, before the abort.
         let mut uploads = JoinSet::new();
-        let result = match second {
-            Ok(second) => {
-                let parts = self.upload_parts(
-                    spec,
-                    &upload_id,
-                    plan,
-                    vec![(first, false), second],
-                    &mut reader,
-                    &mut uploads,
-                );
-                within(stop, parts).await
+        let parts = within(
+            stop,
+            self.upload_parts(spec, upload_id, plan, first, &mut reader, &mut uploads),
+        );
+        let (created, parts) = tokio::join!(create, parts);
+        let upload_id = match created {
+            Ok(upload_id) => upload_id,
+            Err(err) => {
+                uploads.abort_all();
+                while uploads.join_next().await.is_some() {}
+                return Err(err);
+            }
+        };
+        let result = match parts {
+            Ok(parts) => {
+                let (sha256, size) = (reader.sha256_hex(), reader.size);
+                within(stop, self.complete(spec, &upload_id, parts, sha256, size)).await
             }
             Err(err) => Err(err),
         };
@@ -305,26 +323,45 @@ impl S3Sink {
             .ok_or_else(|| Error::sink("CreateMultipartUpload returned no upload id"))
     }
 
+    /// Every part of the body, `first` already read, each sent once the upload's id is in.
     async fn upload_parts<C: ChunkSource>(
         &self,
         spec: &ObjectSpec,
-        upload_id: &str,
+        upload_id: watch::Receiver<Option<std::result::Result<String, String>>>,
         plan: PartPlan,
-        ready: Vec<(Bytes, bool)>,
+        first: Bytes,
         reader: &mut PartReader<'_, C>,
         uploads: &mut JoinSet<Result<Sent>>,
-    ) -> Result<Written> {
+    ) -> Result<Vec<UploadedPart>> {
         let send = |number: i32, body: Bytes| {
-            upload_part(
-                self.client.clone(),
-                self.bucket.clone(),
-                spec.key.clone(),
-                upload_id.to_owned(),
-                number,
-                body,
-            )
+            let (client, bucket, key) =
+                (self.client.clone(), self.bucket.clone(), spec.key.clone());
+            let mut upload_id = upload_id.clone();
+            async move {
+                let id = upload_id
+                    .wait_for(Option::is_some)
+                    .await
+                    .ok()
+                    .and_then(|id| id.clone());
+                match id {
+                    Some(Ok(id)) => upload_part(client, bucket, key, id, number, body).await,
+                    Some(Err(err)) => Err(Error::sink(format!("UploadPart {number}: {err}"))),
+                    None => Err(Error::sink(format!("UploadPart {number}: no upload id"))),
+                }
+            }
         };
-        let parts = pipeline(plan, reader, ready, uploads, send).await?;
+        pipeline(plan, reader, vec![(first, false)], uploads, send).await
+    }
+
+    /// Completes the upload from its parts, then tags the object with the body's SHA-256.
+    async fn complete(
+        &self,
+        spec: &ObjectSpec,
+        upload_id: &str,
+        parts: Vec<UploadedPart>,
+        sha256: String,
+        size: u64,
+    ) -> Result<Written> {
         let completed = self
             .client
             .complete_multipart_upload()
@@ -339,11 +376,10 @@ impl S3Sink {
             .send()
             .await
             .map_err(|e| Error::sink_from("CompleteMultipartUpload", e))?;
-        let sha256 = reader.sha256_hex();
         self.tag_sha256(&spec.key, &sha256).await?;
         Ok(Written {
             etag: completed.e_tag().unwrap_or_default().to_owned(),
-            size: reader.size,
+            size,
             sha256,
         })
     }
@@ -449,6 +485,15 @@ impl S3Sink {
             }
         }
         warn!(key = %spec.key, upload_id, "multipart upload may still hold parts after 3 aborts");
+    }
+}
+
+/// Aborts a spawned task that is dropped before it ends.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -561,6 +606,8 @@ where
         }
         parts.held += part.len();
         uploads.spawn(send(number, part));
+        // Lets the part's task start its request before this one goes back to reading.
+        tokio::task::yield_now().await;
         if last {
             break;
         }
