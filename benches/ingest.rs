@@ -41,11 +41,11 @@ use musicgpt_webhook::domain::token::WebhookTokens;
 use musicgpt_webhook::lambda::http::{Ingest, Webhook};
 use serde_json::Value;
 
-use common::summary;
 use common::{
     FloorRequests, RETENTION, TOKEN, benchmarking, body_of, event_text, fresh_id, key_prefix,
     load_average, machine, ms,
 };
+use common::{peer, summary};
 
 /// The ids of the Music AI task in events/, replaced by fresh ones in every copy.
 const MUSIC_AI_TASK: &str = "4fc2cdba-005d-4d14-a208-5fb02a2809da";
@@ -93,6 +93,7 @@ async fn main() {
     let load_before = load_average();
 
     let mut rows = Vec::new();
+    let mut peer = None;
     for (concurrency, callbacks) in [(1, c1_callbacks), (CONCURRENCY, c32_callbacks)] {
         let tasks = callbacks.div_ceil(MUSIC_AI_SEQUENCE.len());
         let bench = Bench {
@@ -106,10 +107,16 @@ async fn main() {
             bench.warm_up(Side::Floor).await;
         }
         // Handler, floor, floor, handler: load that drifts during the run (other jobs on
-        // the machine) then weighs on both sides alike.
+        // the machine) then weighs on both sides alike. At concurrency 1 the boto3 peer
+        // runs in the middle, on the same number of callbacks (H F P P F H).
         let (first, second) = (tasks.div_ceil(2), tasks / 2);
         let handler_1 = bench.measure(Side::Handler, first).await;
         let floor_1 = bench.measure(Side::Floor, first).await;
+        if concurrency == 1 {
+            let peer_1 = measure_peer(&templates, first).await;
+            let peer_2 = measure_peer(&templates, second).await;
+            peer = Some(peer_1.merge(peer_2));
+        }
         let floor_2 = bench.measure(Side::Floor, second).await;
         let handler_2 = bench.measure(Side::Handler, second).await;
         rows.push((
@@ -123,7 +130,7 @@ async fn main() {
     if !benchmarking {
         println!("smoke run (cargo test): figures meaningless; `make bench-ingest` measures\n");
     }
-    print_report(&rows, &variants, &load_before);
+    print_report(&rows, peer.as_ref(), &variants, &load_before);
     let mismatched = variants.iter().filter(|v| !v.as_expected()).count();
     if mismatched > 0 {
         eprintln!(
@@ -466,6 +473,58 @@ async fn run_tasks(
     all
 }
 
+/// The boto3 peer (`benches/peer_boto3.py ack`) on `tasks` Music AI tasks with fresh ids, in
+/// one fresh table against the same moto: for each callback, one conditional PutItem of its
+/// raw body (the least a receiver can write before it answers), timed in the peer's process
+/// from the body in hand to the PutItem's answer, as the handler is timed here.
+async fn measure_peer(templates: &Templates, tasks: usize) -> RunStats {
+    if tasks == 0 {
+        return RunStats {
+            latencies: Vec::new(),
+            wall: Duration::ZERO,
+            round_trips: 0,
+        };
+    }
+    let table = support::fresh_table().await;
+    let mut bodies = String::new();
+    for _ in 0..tasks {
+        let ids = TaskIds::fresh();
+        for template in &templates.music_ai {
+            let body = body_of(&ids.apply(template));
+            bodies.push_str(&serde_json::to_string(&body).expect("a JSON string"));
+            bodies.push('\n');
+        }
+    }
+    let endpoint = support::endpoint();
+    let started = Instant::now();
+    let report = tokio::task::spawn_blocking(move || {
+        peer::run(
+            &["ack", "--endpoint", &endpoint, "--table", &table],
+            &bodies,
+        )
+    })
+    .await
+    .expect("the peer's thread");
+    let latencies: Vec<Duration> = report["latencies"]
+        .as_array()
+        .expect("the peer's latencies")
+        .iter()
+        .map(|v| Duration::from_secs_f64(v.as_f64().expect("seconds")))
+        .collect();
+    eprintln!(
+        "[ingest] boto3 peer, concurrency 1: {} callbacks in {:.1} s (a Python process, \
+         started and warmed up inside that time)",
+        latencies.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let round_trips = latencies.len() as u64;
+    RunStats {
+        wall: latencies.iter().sum(),
+        latencies,
+        round_trips,
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Round trips per variant
 
@@ -716,6 +775,7 @@ async fn round_trips_per_variant(
 
 fn print_report(
     rows: &[(usize, RunStats, RunStats)],
+    peer: Option<&RunStats>,
     variants: &[VariantResult],
     load_before: &str,
 ) {
@@ -759,14 +819,25 @@ fn print_report(
             } else {
                 String::new()
             };
-            summary::record(summary::Row {
+            let row = summary::Row {
                 part: "ingest",
                 figure: format!("latency p{percentile:.0}, concurrency {concurrency}"),
                 measured: format!("{:.1} ms", ms(h)),
                 floor: format!("{:.1} ms", ms(f)),
                 vs_floor: ratio(h.as_secs_f64(), f.as_secs_f64()),
                 target: note.clone(),
-            });
+            };
+            match peer.filter(|_| *concurrency == 1) {
+                Some(peer) => {
+                    let p = peer.p(percentile);
+                    summary::record_vs_peer(
+                        row,
+                        format!("{:.1} ms (one conditional PutItem)", ms(p)),
+                        ratio(h.as_secs_f64(), p.as_secs_f64()),
+                    );
+                }
+                None => summary::record(row),
+            }
             println!(
                 "| latency p{percentile:.0} (ms) | {concurrency} | {n} | {:.2} | {:.2} | {} | \
                  {note} |",
@@ -798,6 +869,18 @@ fn print_report(
             ),
             target: String::new(),
         });
+    }
+    if let (Some(peer), Some((_, handler, _))) = (peer, rows.iter().find(|r| r.0 == 1)) {
+        for percentile in [50.0, 99.0] {
+            let (h, p) = (handler.p(percentile), peer.p(percentile));
+            println!(
+                "| ack p{percentile:.0} (ms) vs the boto3 peer | 1 | {} | {:.2} | {:.2} (peer: one conditional PutItem) | {} | the peer in the floor column; a ratio to the peer |",
+                peer.callbacks(),
+                ms(h),
+                ms(p),
+                ratio(h.as_secs_f64(), p.as_secs_f64()),
+            );
+        }
     }
     for variant in variants {
         println!(

@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Prints the one table of `make bench`: the rows every benchmark appended to the summary file
-(JSON lines, see benches/common/summary.rs), with the machine they ran on."""
+(JSON lines, see benches/common/summary.rs), with the machine they ran on. The peer columns hold
+the boto3 peer's figure (benches/peer_boto3.py, against the same moto in the same run) and the
+ratio of this project's figure to it, where there is one."""
 import json
 import os
 import platform
@@ -27,12 +29,13 @@ def main(path):
     if not rows:
         sys.exit(f"{path} holds no rows: did the benchmarks run?")
     cells = lambda r: [r["part"], r["figure"], r["measured"], r["floor"] or "-",
-                       r["vs_floor"] or "-", r["target"] or "-"]
+                       r["vs_floor"] or "-", r.get("peer") or "-", r.get("vs_peer") or "-",
+                       r["target"] or "-"]
     print("## Benchmarks: every figure next to its floor and target\n")
     print(f"machine: {os.cpu_count()} x {cpu_model()}, "
           f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} at the end\n")
-    print("| part | figure | measured | floor | vs floor | target (or why) |")
-    print("| --- | --- | ---: | ---: | ---: | --- |")
+    print("| part | figure | measured | floor | vs floor | boto3 peer | vs peer | target (or why) |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |")
     for row in rows:
         print("| " + " | ".join(str(c).replace("|", "/") for c in cells(row)) + " |")
     missed = [r for r in rows if "MISSED" in r["target"]]

@@ -2,6 +2,7 @@
 //! requests it makes), fresh ids, the machine they ran on.
 #![allow(dead_code)]
 
+pub mod peer;
 pub mod summary;
 mod update;
 

@@ -1,6 +1,8 @@
 //! The one table `make bench` ends with: every benchmark appends its headline rows, as JSON
 //! lines, to the file named by `BENCH_SUMMARY`, and `scripts/bench_summary.py` prints them as one
 //! markdown table. Without `BENCH_SUMMARY` (a single benchmark run on its own) nothing is written.
+//! Figures that have a peer (the boto3 peer, `benches/peer_boto3.py`) carry its figure and the
+//! ratio to it as well.
 #![allow(dead_code)]
 
 use std::io::Write;
@@ -18,6 +20,11 @@ pub struct Row<'a> {
 }
 
 pub fn record(row: Row<'_>) {
+    record_vs_peer(row, String::new(), String::new());
+}
+
+/// The same, with the peer's figure and the ratio of this project's to it.
+pub fn record_vs_peer(row: Row<'_>, peer: String, vs_peer: String) {
     let Some(path) = std::env::var_os("BENCH_SUMMARY") else {
         return;
     };
@@ -27,6 +34,8 @@ pub fn record(row: Row<'_>) {
         "measured": row.measured,
         "floor": row.floor,
         "vs_floor": row.vs_floor,
+        "peer": peer,
+        "vs_peer": vs_peer,
         "target": row.target,
     });
     let written = std::fs::OpenOptions::new()
