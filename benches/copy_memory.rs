@@ -331,19 +331,20 @@ fn print_table(rows: &[Row], options: S3SinkOptions) {
         let ratio = copy / floor;
         let vs_peer = copy / peer;
         let peer_applies = row.mib >= PEER_TARGET_FROM_MIB;
-        let throughput_met = ratio >= FLOOR_TARGET && (!peer_applies || vs_peer >= 1.0);
         rss_met &= row.copy_peak_mib < RSS_TARGET_MIB;
         floor_met &= ratio >= FLOOR_TARGET;
         peer_met &= !peer_applies || vs_peer >= 1.0;
         let label = size_label(row.mib);
-        let target = if peer_applies {
-            format!(
-                ">= {:.0}% of the floor and >= the peer",
-                FLOOR_TARGET * 100.0
-            )
-        } else {
-            format!(">= {:.0}% of the floor", FLOOR_TARGET * 100.0)
-        };
+        let mut target = summary::verdict(
+            &format!(">= {:.0}% of the floor", FLOOR_TARGET * 100.0),
+            ratio >= FLOOR_TARGET,
+        );
+        if peer_applies {
+            target = format!(
+                "{target}; {}",
+                summary::verdict(">= the peer", vs_peer >= 1.0)
+            );
+        }
         summary::record_vs_peer(
             summary::Row {
                 part: "copy",
@@ -351,7 +352,7 @@ fn print_table(rows: &[Row], options: S3SinkOptions) {
                 measured: format!("{copy:.1} MiB/s"),
                 floor: format!("{floor:.1} MiB/s ({which}, {parts} parts in flight)"),
                 vs_floor: format!("{:.0}%", ratio * 100.0),
-                target: summary::verdict(&target, throughput_met),
+                target,
             },
             format!("{peer:.1} MiB/s"),
             format!("{vs_peer:.2}"),
