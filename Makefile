@@ -72,9 +72,11 @@ bench: venv venv-lambda
 	BENCH_SUMMARY=$(BENCH_SUMMARY) $(MAKE) --no-print-directory bench-ingest bench-cold-start bench-copy bench-stream
 	$(PYTHON) scripts/bench_summary.py $(BENCH_SUMMARY)
 
-# Copy engine vs its floor (slower of a plain download and a plain upload to moto) for 10 MiB,
-# 100 MiB and 1 GiB: one markdown table of throughput and peak RSS, a few minutes on 2 cores.
-# BENCH_MIB=10,100 for other sizes, BENCH_ROUNDS=n for n runs of each.
+# Copy engine vs its floor (slower of a plain download and a plain upload of the same bytes
+# to moto with as many parts in flight) and the boto3 peer (benches/peer_boto3.py, same moto)
+# for 10 MiB, 100 MiB and 1 GiB: one markdown table of throughput and peak RSS, then a 1-byte
+# copy round trip by round trip; a few minutes on 2 cores. BENCH_MIB=10,100 for other sizes,
+# BENCH_ROUNDS=n for n runs of each, BENCH_PARTS_IN_FLIGHT / BENCH_PART_MIB for other parts.
 bench-copy: venv
 	cargo bench --bench copy_memory
 
