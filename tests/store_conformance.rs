@@ -92,6 +92,7 @@ on_both_stores!(
     backoff_makes_the_asset_wait_by_the_clock,
     answers_that_cannot_change_fail_at_once,
     an_earlier_complete_copy_is_taken_not_uploaded_again,
+    only_a_later_claim_looks_for_an_earlier_copy,
     checkpoints_are_kept_by_name,
     a_stored_mark_and_its_event_are_one_write,
     due_events_leave_the_index_once_delivered,
@@ -734,8 +735,15 @@ async fn an_earlier_complete_copy_is_taken_not_uploaded_again<S: Store>(
     let rig = rig(fresh, policy(5, Duration::ZERO)).await;
     rig.source.serve(URL, b"abc".to_vec());
     let asset = one_asset(&rig.store, "t-earlier", URL).await;
-    let item = rig.store.get(&asset).await.expect("get").expect("item");
-    // An earlier attempt uploaded the whole file, then lost its STORED write-back.
+    // An earlier attempt claimed the asset (its lease has run out since), uploaded the whole
+    // file, then lost its STORED write-back.
+    let item = rig
+        .store
+        .claim(&asset, "earlier-worker", NOW, NOW)
+        .await
+        .expect("claim")
+        .expect("claimable");
+    assert_eq!(item.claims, 1);
     let mut download = rig.source.open(URL).await.expect("download");
     let spec = ObjectSpec {
         key: item.s3_key.clone(),
@@ -761,8 +769,42 @@ async fn an_earlier_complete_copy_is_taken_not_uploaded_again<S: Store>(
         "the earlier copy is taken, not uploaded again"
     );
     assert_eq!(rig.source.opens(), 1, "nothing downloaded twice");
+    assert_eq!(
+        rig.sink.looks(),
+        1,
+        "the second claim looked for an earlier copy"
+    );
     let item = rig.store.get(&asset).await.expect("get").expect("item");
-    assert_eq!(item.state, AssetState::Stored);
+    assert_eq!((item.state, item.claims), (AssetState::Stored, 2));
+}
+
+async fn only_a_later_claim_looks_for_an_earlier_copy<S: Store>(fresh: impl AsyncFn() -> S) {
+    let rig = rig(fresh, policy(5, Duration::ZERO)).await;
+    rig.source.serve(URL, b"abc".to_vec());
+    rig.source.fail_next(URL, &[SourceFault::Unavailable]);
+    let asset = one_asset(&rig.store, "t-first", URL).await;
+    let first = rig.engine.copy(&asset, None).await.expect("copy");
+    assert!(
+        matches!(first, CopyOutcome::RetryAt { attempts: 1, .. }),
+        "{first:?}"
+    );
+    assert_eq!(
+        rig.sink.looks(),
+        0,
+        "no attempt came before the first claim"
+    );
+    let second = rig.engine.copy(&asset, None).await.expect("copy");
+    assert!(
+        matches!(second, CopyOutcome::Stored { size: 3, .. }),
+        "{second:?}"
+    );
+    assert_eq!(
+        (rig.sink.looks(), rig.sink.uploads()),
+        (1, 1),
+        "the second claim looked first"
+    );
+    let item = rig.store.get(&asset).await.expect("get").expect("item");
+    assert_eq!((item.state, item.claims), (AssetState::Stored, 2));
 }
 
 async fn checkpoints_are_kept_by_name<S: Store>(fresh: impl AsyncFn() -> S) {

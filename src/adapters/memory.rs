@@ -239,6 +239,8 @@ impl AssetStore for MemoryTable {
         }
         item.insert("lease_owner".into(), json!(owner));
         item.insert("lease_until".into(), json!(lease_until));
+        let claims = item.get("claims").and_then(Value::as_u64).unwrap_or(0) + 1;
+        item.insert("claims".into(), json!(claims));
         Ok(Ok(asset_item(item)?))
     }
 
@@ -656,6 +658,7 @@ pub struct MemorySink {
     bucket: String,
     objects: Arc<Mutex<HashMap<String, MemoryObject>>>,
     uploads: Arc<AtomicUsize>,
+    looks: Arc<AtomicUsize>,
     outage: Arc<AtomicBool>,
 }
 
@@ -665,6 +668,7 @@ impl MemorySink {
             bucket: bucket.to_owned(),
             objects: Arc::default(),
             uploads: Arc::default(),
+            looks: Arc::default(),
             outage: Arc::default(),
         }
     }
@@ -689,6 +693,11 @@ impl MemorySink {
         self.uploads.load(Ordering::SeqCst)
     }
 
+    /// How many times a copy looked for an earlier copy of its file.
+    pub fn looks(&self) -> usize {
+        self.looks.load(Ordering::SeqCst)
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<String, MemoryObject>> {
         self.objects.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -705,6 +714,7 @@ impl ObjectSink for MemorySink {
         source_url: &str,
         _stop: Option<Instant>,
     ) -> Result<Option<Written>> {
+        self.looks.fetch_add(1, Ordering::SeqCst);
         Ok(self
             .object(key)
             .filter(|o| o.metadata.get("source-url").map(String::as_str) == Some(source_url))

@@ -319,11 +319,13 @@ impl<P: Ports> CopyEngine<P> {
     async fn transfer(&self, item: &AssetItem, stop: Option<Instant>) -> Result<(Written, String)> {
         let fallback = content_type_for(item.ext.as_deref().unwrap_or_default());
         // An earlier attempt may have uploaded the file and then lost its write-back: take
-        // that copy rather than upload the same bytes twice.
-        if let Some(written) = self
-            .sink
-            .existing(&item.s3_key, &without_query(&item.source_url), stop)
-            .await?
+        // that copy rather than upload the same bytes twice. A first claim has no earlier
+        // attempt, and saves the look.
+        if item.may_have_earlier_copy()
+            && let Some(written) = self
+                .sink
+                .existing(&item.s3_key, &without_query(&item.source_url), stop)
+                .await?
         {
             info!(task_id = %item.task_id, sk = %item.sk, "found a complete earlier copy");
             return Ok((written, fallback.to_owned()));

@@ -18,6 +18,10 @@ pub struct AssetItem {
     pub state: AssetState,
     #[serde(default)]
     pub attempts: u32,
+    /// How many times the asset has been claimed, the current claim included (0 on items
+    /// written before claims were counted).
+    #[serde(default)]
+    pub claims: u32,
     pub next_try_at: Option<u64>,
     pub lease_owner: Option<String>,
     pub lease_until: Option<u64>,
@@ -27,6 +31,14 @@ pub struct AssetItem {
     /// The last moment a copy is worth trying (items written before deadlines existed have
     /// none: their deadline comes from `created_at`).
     pub deadline_at: Option<u64>,
+}
+
+impl AssetItem {
+    /// Whether an earlier attempt may have uploaded the file: any claim before this one. Only
+    /// the first claim ever (counted, with no attempt on record) knows that none did.
+    pub fn may_have_earlier_copy(&self) -> bool {
+        self.claims != 1 || self.attempts > 0
+    }
 }
 
 /// Why an asset could not be claimed.

@@ -41,7 +41,7 @@ impl AssetStore for DynamoTable {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(&asset.pk, &asset.sk)))
-            .update_expression("SET lease_owner = :owner, lease_until = :until")
+            .update_expression("SET lease_owner = :owner, lease_until = :until ADD claims :one")
             .condition_expression(
                 "#state = :pending \
                  AND (attribute_not_exists(next_try_at) OR next_try_at <= :now) \
@@ -50,6 +50,7 @@ impl AssetStore for DynamoTable {
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":owner", s(owner))
             .expression_attribute_values(":until", n(lease_until))
+            .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":pending", s(AssetState::Pending.as_str()))
             .expression_attribute_values(":now", n(now))
             .return_values(ReturnValue::AllNew)
