@@ -790,6 +790,10 @@ impl Download for TimedDownload {
 }
 
 impl ChunkSource for TimedDownload {
+    fn announced_len(&self) -> Option<u64> {
+        self.inner.announced_len()
+    }
+
     async fn next_chunk(&mut self) -> musicgpt_webhook::error::Result<Option<Bytes>> {
         if !self.reading {
             self.reading = true;

@@ -1,7 +1,9 @@
 //! The sink's multipart path against moto through a proxy that fails chosen parts: a part that
 //! fails once is retried on its own (the SDK's retries) and the object is whole; a part that
 //! keeps failing aborts the upload with no parts left; parts go up several at once but never
-//! more than the sink is told. (Memory under the bound is asserted by `make bench-copy`, from
+//! more than the sink is told; a body whose length is announced gets its upload created while
+//! its first part is read, and that upload is aborted if the body fails or fits one part after
+//! all. (Memory under the bound is asserted by `make bench-copy`, from
 //! the copying process's peak RSS, not here.)
 
 mod support;
@@ -13,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use musicgpt_webhook::adapters::s3::{MIN_PART_SIZE, S3Sink, S3SinkOptions};
 use musicgpt_webhook::app::ports::{ChunkSource, ObjectSink, ObjectSpec};
-use musicgpt_webhook::error::Result;
+use musicgpt_webhook::error::{Error, Result};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -43,6 +45,8 @@ struct ProxyState {
     attempts: Mutex<HashMap<u32, u32>>,
     in_flight: AtomicUsize,
     most_in_flight: AtomicUsize,
+    /// CreateMultipartUpload requests seen.
+    creates: AtomicUsize,
 }
 
 impl PartProxy {
@@ -73,6 +77,10 @@ impl PartProxy {
 
     fn attempts(&self) -> HashMap<u32, u32> {
         self.state.attempts.lock().expect("attempts").clone()
+    }
+
+    fn creates(&self) -> usize {
+        self.state.creates.load(Ordering::SeqCst)
     }
 
     fn most_in_flight(&self) -> usize {
@@ -111,6 +119,17 @@ impl Message {
             .collect()
     }
 
+    fn creates_upload(&self) -> bool {
+        let line = self.first_line();
+        line.first() == Some(&"POST")
+            && line
+                .get(1)
+                .and_then(|target| target.split_once('?'))
+                .is_some_and(|(_, query)| {
+                    query.split('&').any(|p| p == "uploads" || p == "uploads=")
+                })
+    }
+
     /// The part number of an UploadPart request.
     fn part_number(&self) -> Option<u32> {
         let line = self.first_line();
@@ -134,6 +153,9 @@ impl Message {
 async fn serve(mut client: TcpStream, upstream: &str, state: &ProxyState) {
     let mut pending = Vec::new();
     while let Some(request) = read_message(&mut client, &mut pending, false).await {
+        if request.creates_upload() {
+            state.creates.fetch_add(1, Ordering::SeqCst);
+        }
         let part = request.part_number();
         let fault = part.and_then(|number| {
             *state
@@ -257,8 +279,16 @@ async fn fill<S: AsyncRead + Unpin>(stream: &mut S, pending: &mut Vec<u8>) -> Op
     }
 }
 
-/// A body from memory, in 64 KiB chunks, with its expected hash.
-struct Body(VecDeque<Bytes>);
+/// A body from memory, in 64 KiB chunks, with its expected hash. It may announce a length
+/// (as a Content-Length does), wait at a gate after some chunks, and fail once its chunks run
+/// out (a reset mid-body).
+struct Body {
+    chunks: VecDeque<Bytes>,
+    announced: Option<u64>,
+    gate: Option<(usize, Arc<tokio::sync::Notify>)>,
+    served: usize,
+    fails_at_end: bool,
+}
 
 fn body(len: usize) -> (Body, String) {
     let mut state = 0x9e37_79b9_7f4a_7c15_u64;
@@ -276,12 +306,32 @@ fn body(len: usize) -> (Body, String) {
         .step_by(64 * 1024)
         .map(|start| bytes.slice(start..(start + 64 * 1024).min(len)))
         .collect();
-    (Body(chunks), sha256)
+    let body = Body {
+        chunks,
+        announced: None,
+        gate: None,
+        served: 0,
+        fails_at_end: false,
+    };
+    (body, sha256)
 }
 
 impl ChunkSource for Body {
     async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
-        Ok(self.0.pop_front())
+        if let Some((after, gate)) = &self.gate
+            && self.served == *after
+        {
+            gate.notified().await;
+        }
+        self.served += 1;
+        match self.chunks.pop_front() {
+            None if self.fails_at_end => Err(Error::source("connection reset mid-body")),
+            next => Ok(next),
+        }
+    }
+
+    fn announced_len(&self) -> Option<u64> {
+        self.announced
     }
 }
 
@@ -403,4 +453,70 @@ async fn parts_go_up_several_at_once_but_never_more_than_the_sink_is_told() {
         "{most} UploadParts in flight at once, with 3 allowed"
     );
     assert_eq!(proxy.attempts().len(), 9);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_announced_as_several_parts_has_its_upload_created_before_its_first_part_is_read() {
+    let proxy = PartProxy::start().await;
+    let bucket = support::fresh_bucket().await;
+    let len = 3 * PART + 77;
+    let (mut source, sha256) = body(len);
+    let gate = Arc::new(tokio::sync::Notify::new());
+    source.announced = Some(len as u64);
+    source.gate = Some((1, gate.clone()));
+
+    let sink = proxy.sink(&bucket, 2);
+    let write =
+        tokio::spawn(async move { sink.write(&spec("early.wav"), &mut source, None).await });
+    // The body stops after its first chunk until the upload exists.
+    let waited = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while proxy.creates() == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(
+        waited.is_ok(),
+        "no upload created while the first part was read"
+    );
+    gate.notify_one();
+    let written = write.await.expect("the write task").expect("copied");
+
+    assert_eq!((written.size, &written.sha256), (len as u64, &sha256));
+    assert_eq!(stored(&bucket, "early.wav").await, Some((sha256, len)));
+    assert_eq!(proxy.creates(), 1);
+    assert_eq!(proxy.attempts().len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_created_early_is_aborted_when_the_body_fails_or_fits_one_part() {
+    let proxy = PartProxy::start().await;
+    let bucket = support::fresh_bucket().await;
+    let sink = proxy.sink(&bucket, 2);
+
+    // Reset within the first part.
+    let (mut failing, _) = body(PART / 2);
+    failing.announced = Some(3 * PART as u64);
+    failing.fails_at_end = true;
+    let err = sink
+        .write(&spec("reset.wav"), &mut failing, None)
+        .await
+        .expect_err("the body was cut");
+    assert!(err.is_retryable(), "{err}");
+    assert_eq!(proxy.creates(), 1, "created at once");
+    assert_eq!(open_uploads(&bucket).await, 0, "and aborted");
+    assert_eq!(stored(&bucket, "reset.wav").await, None);
+
+    // Announced as several parts, but one part long: one PutObject, and no upload left.
+    let (mut short, sha256) = body(1000);
+    short.announced = Some(3 * PART as u64);
+    let written = sink
+        .write(&spec("short.wav"), &mut short, None)
+        .await
+        .expect("stored");
+    assert_eq!((written.size, written.tagged), (1000, true));
+    assert_eq!(stored(&bucket, "short.wav").await, Some((sha256, 1000)));
+    assert_eq!(proxy.creates(), 2);
+    assert_eq!(open_uploads(&bucket).await, 0);
+    assert_eq!(proxy.attempts().len(), 0, "no part went up");
 }

@@ -754,6 +754,11 @@ impl ObjectSink for MemorySink {
         self.uploads.fetch_add(1, Ordering::SeqCst);
         Ok(stored)
     }
+
+    /// Objects here always hold their hash.
+    async fn tag(&self, _key: &str, _sha256: &str) -> Result<()> {
+        Ok(())
+    }
 }
 
 fn written(object: &MemoryObject) -> Written {
@@ -761,6 +766,7 @@ fn written(object: &MemoryObject) -> Written {
         etag: format!("\"{}\"", &object.sha256[..32]),
         size: object.body.len() as u64,
         sha256: object.sha256.clone(),
+        tagged: true,
     }
 }
 
@@ -813,9 +819,14 @@ impl MemorySource {
 /// A file being read, in chunks of 64 KiB.
 pub struct MemoryDownload {
     body: Bytes,
+    len: u64,
 }
 
 impl ChunkSource for MemoryDownload {
+    fn announced_len(&self) -> Option<u64> {
+        Some(self.len)
+    }
+
     async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
         if self.body.is_empty() {
             return Ok(None);
@@ -851,7 +862,10 @@ impl AudioSource for MemorySource {
                 Err(Error::SourceNotFound("answered 404 Not Found".into()))
             }
             None => match lock(&self.files).get(url) {
-                Some(body) => Ok(MemoryDownload { body: body.clone() }),
+                Some(body) => Ok(MemoryDownload {
+                    body: body.clone(),
+                    len: body.len() as u64,
+                }),
                 None => Err(Error::SourceNotFound("answered 404 Not Found".into())),
             },
         }

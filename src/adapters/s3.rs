@@ -191,6 +191,7 @@ impl ObjectSink for S3Sink {
             etag: etag.to_owned(),
             size: size as u64,
             sha256,
+            tagged: true,
         }))
     }
 
@@ -203,34 +204,45 @@ impl ObjectSink for S3Sink {
         stop: Option<Instant>,
     ) -> Result<Written> {
         let plan = self.options.plan();
-        let mut reader = PartReader::new(body);
         let first_size = plan.size_of(1);
-        let (first, last) = within(
+        // A body announced as longer than a part gets its upload created at once, while its
+        // first part is read; any other once its first part is read and more follows.
+        let announced = body.announced_len();
+        let mut reader = PartReader::new(body);
+        let mut created = announced
+            .is_some_and(|len| len > first_size as u64)
+            .then(|| self.start_upload(spec));
+        let first = within(
             stop,
             reader.next_part(first_size, BytesMut::with_capacity(first_size)),
         )
-        .await?;
+        .await;
+        let (first, last) = match first {
+            Ok(first) => first,
+            Err(err) => {
+                if let Some(started) = created {
+                    self.abort_started(spec, started).await;
+                }
+                return Err(err);
+            }
+        };
         if last {
+            // The body fit one part after all (the source's check of its length is what
+            // would have failed otherwise).
+            if let Some(started) = created.take() {
+                self.abort_started(spec, started).await;
+            }
             let sha256 = reader.sha256_hex();
             let size = first.len() as u64;
             let etag = within(stop, self.put_single(spec, first, &sha256)).await?;
-            return Ok(Written { etag, size, sha256 });
+            return Ok(Written {
+                etag,
+                size,
+                sha256,
+                tagged: true,
+            });
         }
-        // Parts go up as soon as they are read, each first waiting for the upload's id: the
-        // round trip that creates the upload overlaps the reading of the parts after the first.
-        let (id_sender, upload_id) = watch::channel(None);
-        let (sink, created_spec) = (self.clone(), spec.clone());
-        // Its own task, so that the parts it wakes start at once rather than once this task,
-        // busy reading, yields.
-        let mut create = AbortOnDrop(tokio::spawn(async move {
-            let created = sink.create_upload(&created_spec).await;
-            let shared = created
-                .as_ref()
-                .map(Clone::clone)
-                .map_err(ToString::to_string);
-            let _ = id_sender.send(Some(shared));
-            created
-        }));
+        let (mut create, upload_id) = created.unwrap_or_else(|| self.start_upload(spec));
         let create = async {
             (&mut create.0)
                 .await
@@ -266,9 +278,41 @@ impl ObjectSink for S3Sink {
         }
         result
     }
+
+    async fn tag(&self, key: &str, sha256: &str) -> Result<()> {
+        self.tag_sha256(key, sha256).await
+    }
 }
 
+/// The upload's id as its parts wait for it (an error's text if it could not be created).
+type UploadId = watch::Receiver<Option<std::result::Result<String, String>>>;
+/// An upload being created in its own task, so that the parts it wakes start at once rather
+/// than once the task reading the body yields; and the id its parts wait for.
+type StartedUpload = (AbortOnDrop<Result<String>>, UploadId);
+
 impl S3Sink {
+    fn start_upload(&self, spec: &ObjectSpec) -> StartedUpload {
+        let (id_sender, upload_id) = watch::channel(None);
+        let (sink, spec) = (self.clone(), spec.clone());
+        let create = AbortOnDrop(tokio::spawn(async move {
+            let created = sink.create_upload(&spec).await;
+            let shared = created
+                .as_ref()
+                .map(Clone::clone)
+                .map_err(ToString::to_string);
+            let _ = id_sender.send(Some(shared));
+            created
+        }));
+        (create, upload_id)
+    }
+
+    /// Aborts an upload started for a body that will not go up in parts after all.
+    async fn abort_started(&self, spec: &ObjectSpec, (mut create, _): StartedUpload) {
+        if let Ok(Ok(Ok(upload_id))) = tokio::time::timeout(ABORT_TIMEOUT, &mut create.0).await {
+            self.abort(spec, &upload_id).await;
+        }
+    }
+
     /// A sink with the default part size and parts in flight.
     pub fn new(client: Client, bucket: impl Into<String>) -> S3Sink {
         S3Sink {
@@ -327,7 +371,7 @@ impl S3Sink {
     async fn upload_parts<C: ChunkSource>(
         &self,
         spec: &ObjectSpec,
-        upload_id: watch::Receiver<Option<std::result::Result<String, String>>>,
+        upload_id: UploadId,
         plan: PartPlan,
         first: Bytes,
         reader: &mut PartReader<'_, C>,
@@ -353,7 +397,8 @@ impl S3Sink {
         pipeline(plan, reader, vec![(first, false)], uploads, send).await
     }
 
-    /// Completes the upload from its parts, then tags the object with the body's SHA-256.
+    /// Completes the upload from its parts; the object is tagged with its SHA-256 afterwards
+    /// ([`ObjectSink::tag`]), beside the STORED write.
     async fn complete(
         &self,
         spec: &ObjectSpec,
@@ -376,11 +421,11 @@ impl S3Sink {
             .send()
             .await
             .map_err(|e| Error::sink_from("CompleteMultipartUpload", e))?;
-        self.tag_sha256(&spec.key, &sha256).await?;
         Ok(Written {
             etag: completed.e_tag().unwrap_or_default().to_owned(),
             size,
             sha256,
+            tagged: false,
         })
     }
 

@@ -221,7 +221,23 @@ impl<P: Ports> CopyEngine<P> {
         }
         let started = std::time::Instant::now();
         let result = self.transfer(&item, stop).await;
-        let outcome = self.settle(asset, &owner, &item, result).await?;
+        // A multipart object learns its hash only once complete: its tag goes on beside the
+        // STORED write rather than before it.
+        let untagged = match &result {
+            Ok((written, _)) if !written.tagged => Some(written.sha256.clone()),
+            _ => None,
+        };
+        let tag = async {
+            match &untagged {
+                Some(sha256) => self.sink.tag(&item.s3_key, sha256).await,
+                None => Ok(()),
+            }
+        };
+        let (outcome, tagged) = tokio::join!(self.settle(asset, &owner, &item, result), tag);
+        if let Err(err) = tagged {
+            warn!(task_id = %item.task_id, sk = %item.sk, error = %err, "object stored without its sha256 tag");
+        }
+        let outcome = outcome?;
         if let Some(events) = &self.events
             && matches!(
                 outcome,

@@ -171,6 +171,12 @@ pub trait AssetStore: Clone + Send + Sync + 'static {
 /// A body read chunk by chunk. `Ok(None)` means the body is complete and verified.
 pub trait ChunkSource: Send {
     fn next_chunk(&mut self) -> impl Future<Output = Result<Option<Bytes>>> + Send;
+
+    /// The body's length as its source announced it (a Content-Length the body is checked
+    /// against), if it did: lets a sink prepare for a large body before reading it.
+    fn announced_len(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A download under way: its chunks, and what the source said about them.
@@ -203,6 +209,8 @@ pub struct Written {
     pub size: u64,
     /// Hex SHA-256 of exactly the bytes stored.
     pub sha256: String,
+    /// Whether the object already says its SHA-256; if not, [`ObjectSink::tag`] puts it there.
+    pub tagged: bool,
 }
 
 /// The owner's bucket.
@@ -225,6 +233,11 @@ pub trait ObjectSink: Clone + Send + Sync + 'static {
         body: &mut impl ChunkSource,
         stop: Option<Instant>,
     ) -> impl Future<Output = Result<Written>> + Send;
+
+    /// Puts the SHA-256 on an object written without it (one whose hash was known only once
+    /// its upload was complete). The engine runs it beside the STORED write: the asset's item
+    /// holds the hash either way.
+    fn tag(&self, key: &str, sha256: &str) -> impl Future<Output = Result<()>> + Send;
 }
 
 /// MusicGPT's public API.

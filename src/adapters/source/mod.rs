@@ -214,6 +214,10 @@ impl Download for HttpDownload {
 }
 
 impl ChunkSource for HttpDownload {
+    fn announced_len(&self) -> Option<u64> {
+        self.expected
+    }
+
     async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
         if self.done {
             return Ok(None);
