@@ -127,7 +127,7 @@ fn serve_audio() {
         .build()
         .expect("tokio runtime");
     runtime.block_on(async {
-        let server = audio_server::AudioServer::start().await;
+        let server = audio_server::AudioServer::start_from_memory().await;
         println!("{}", server.addr().port());
         tokio::task::spawn_blocking(|| {
             let mut sink = Vec::new();
@@ -182,6 +182,8 @@ struct Setup {
 async fn run() {
     let started = Instant::now();
     let load_start = loadavg();
+    // Counted before the pinning below narrows what this process may use.
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let sizes = sizes();
     let options = sink_options();
 
@@ -189,6 +191,7 @@ async fn run() {
     let setup_started = Instant::now();
     let endpoint = support::endpoint();
     let (table, bucket) = tokio::join!(support::fresh_table(), support::fresh_bucket());
+    let pinned = pin_moto_apart(&endpoint, audio.id());
     let setup_secs = setup_started.elapsed().as_secs_f64();
     let setup = Setup {
         env: vec![
@@ -205,7 +208,7 @@ async fn run() {
     };
     eprintln!(
         "copy_memory: sizes {:?} MiB, parts of {} MiB, {} in flight; moto and the audio server \
-         are up ({setup_secs:.1} s); peer: {}",
+         are up ({setup_secs:.1} s); {pinned}; peer: {}",
         sizes.iter().map(|(mib, _)| *mib).collect::<Vec<_>>(),
         options.part_size / MIB as usize,
         options.parts_in_flight,
@@ -231,6 +234,8 @@ async fn run() {
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut peak, mut before, mut peer_peak, mut peer_before) =
             (0.0_f64, 0.0_f64, 0.0_f64, 0.0_f64);
+        // Untimed: the audio server makes the file once, then serves it from memory.
+        measure_in_child(&setup.env, "download", len, &format!("warm-d{mib}"));
         for round in 0..rounds {
             // Alternating the four within a round spreads any change in load over all of them.
             let d = measure_in_child(&setup.env, "download", len, &format!("d{mib}-{round}"));
@@ -303,8 +308,8 @@ async fn run() {
     );
     println!(
         "Machine: {} CPUs, {:.1} GiB memory; load average (1/5/15 min) {load_start} at the start, \
-         {} at the end.",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
+         {} at the end; {pinned}.",
+        cpus,
         meminfo_kib("MemTotal") / (1024.0 * 1024.0),
         loadavg()
     );
@@ -394,8 +399,9 @@ fn print_table(rows: &[Row], options: S3SinkOptions) {
         verdict(peer_met)
     );
     println!(
-        "Parts of {} MiB, {parts} in flight while the next is read: the sink holds at most {} MiB \
-         of parts ((parts in flight + 1) x part size). The peer: boto3 upload_fileobj with its \
+        "Parts of {} MiB, {parts} in flight, each going up while it is read (the source \
+         announces its length): the sink holds at most {} MiB of parts ((parts in flight + 1) x \
+         part size, for a body of unknown length, each part read whole first). The peer: boto3 upload_fileobj with its \
          defaults (8 MiB parts, 10 in flight). Times are medians of the runs; peak RSS is the \
          highest VmHWM of the copying processes (one fresh process per run).",
         options.part_size / MIB as usize,
@@ -542,6 +548,23 @@ fn steps_summary(report: &Value) -> String {
             None => groups.push((name, 1, ms, start, start + ms)),
         }
     }
+    if std::env::var_os("BENCH_STEPS").is_some() {
+        let every: Vec<String> = report["steps"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|step| {
+                let start = step["start_ms"].as_f64().unwrap_or(f64::NAN);
+                let ms = step["ms"].as_f64().unwrap_or(f64::NAN);
+                format!(
+                    "{} [{start:.0}-{:.0}]",
+                    step["name"].as_str().unwrap_or("?"),
+                    start + ms
+                )
+            })
+            .collect();
+        eprintln!("    every round trip: {}", every.join(", "));
+    }
     groups
         .iter()
         .map(|(name, n, total, first, last)| {
@@ -633,6 +656,48 @@ fn start_audio_server() -> (Child, String) {
         .read_line(&mut port)
         .expect("read the audio server port");
     (child, port.trim().to_owned())
+}
+
+/// moto stands in for S3, whose CPU is not the copier's: on a machine of few cores, every
+/// cycle the copy spends hashing and reading its source would otherwise be taken from moto,
+/// and count against the copy twice. So moto (its processes and threads) gets CPU 0 and
+/// everything measured (this process, its children, the audio server, the peer) the others.
+/// `BENCH_PIN=0` leaves them all to the scheduler. Returns what was done, for the report.
+fn pin_moto_apart(endpoint: &str, audio_pid: u32) -> String {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus < 2 || std::env::var("BENCH_PIN").is_ok_and(|v| v == "0") {
+        return "not pinned: moto and the clients share every CPU".into();
+    }
+    let port = endpoint.rsplit(':').next().unwrap_or_default();
+    let found = Command::new("pgrep")
+        .args(["-f", &format!("moto_atomic.py 127.0.0.1 {port}")])
+        .output();
+    let moto: Vec<String> = found
+        .map(|out| {
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    let clients = format!("1-{}", cpus - 1);
+    let pin = |list: &str, pid: &str| {
+        Command::new("taskset")
+            .args(["-a", "-c", "-p", list, pid])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let own = std::process::id().to_string();
+    let done = !moto.is_empty()
+        && moto.iter().all(|pid| pin("0", pid))
+        && pin(&clients, &own)
+        && pin(&clients, &audio_pid.to_string());
+    if done {
+        format!("moto pinned to CPU 0, the clients to CPU {clients}")
+    } else {
+        "not pinned (taskset or pgrep failed): moto and the clients share every CPU".into()
+    }
 }
 
 /// Runs `measure <kind> <len> <tag>` in a fresh process and returns its report.

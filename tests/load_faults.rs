@@ -2,7 +2,7 @@
 //! time, through the webhook handler (stream mode) while a proxy in front of moto fails a share
 //! of DynamoDB and S3 calls and the audio source fails a share of downloads; then the copier
 //! over moto's real stream records, with an outage in the middle of it (the source, then S3 as
-//! well, refuse every request for a few seconds); then the sweep, as the scheduled reconciler
+//! well, refuse every request for a few seconds, and S3 a little longer); then the sweep, as the scheduled reconciler
 //! runs it, retries what is PENDING until nothing is. Nothing may be lost, duplicated or
 //! uploaded twice. Bounded: 650 deliveries, at most 20 copier rounds, 90 s of sweeps.
 #[path = "support/audio_server.rs"]
@@ -56,8 +56,10 @@ const MAX_COPIER_ROUNDS: usize = 20;
 const OUTAGE_AFTER_PERCENT: usize = 35;
 /// The source refuses everything for this long...
 const SOURCE_OUTAGE: Duration = Duration::from_secs(6);
-/// ...and S3 too for the last part of it; then both recover together.
+/// ...and S3 too for the last part of it, and on after it: downloads that work again then
+/// meet uploads that fail (first attempts send S3 nothing before their download).
 const S3_OUTAGE: Duration = Duration::from_secs(4);
+const OUTAGES_OVERLAP: Duration = Duration::from_secs(2);
 const SWEEP_CONCURRENCY: usize = 8;
 /// One sweep run's time budget (a copy's lease lasts it and a second more).
 const SWEEP_BUDGET: Duration = Duration::from_secs(8);
@@ -444,7 +446,7 @@ async fn nothing_is_lost_under_duplicates_reordering_and_faults() {
     // Phase 2: the copier over the stream, re-delivering what it reports as failed, as Lambda
     // does with ReportBatchItemFailures. In the middle of it, the outage: once the source has
     // served OUTAGE_AFTER_PERCENT as many requests as there are files, it refuses every
-    // request, then S3 does as well, then both recover.
+    // request, then S3 does as well, then the source recovers, then S3.
     let outage = {
         let (server, proxy) = (server.clone(), proxy.clone());
         let threshold = plan.files.len() * OUTAGE_AFTER_PERCENT / 100;
@@ -454,11 +456,12 @@ async fn nothing_is_lost_under_duplicates_reordering_and_faults() {
             }
             let began = std::time::Instant::now();
             server.set_outage(true);
-            tokio::time::sleep(SOURCE_OUTAGE - S3_OUTAGE).await;
+            tokio::time::sleep(SOURCE_OUTAGE - OUTAGES_OVERLAP).await;
             proxy.set_s3_outage(true);
-            tokio::time::sleep(S3_OUTAGE).await;
-            proxy.set_s3_outage(false);
+            tokio::time::sleep(OUTAGES_OVERLAP).await;
             server.set_outage(false);
+            tokio::time::sleep(S3_OUTAGE - OUTAGES_OVERLAP).await;
+            proxy.set_s3_outage(false);
             began.elapsed()
         })
     };
@@ -747,9 +750,10 @@ async fn nothing_is_lost_under_duplicates_reordering_and_faults() {
         "| stream records | {stream_records} |\n| copier rounds | {rounds} |\n| records re-delivered (batch item failures) | {batch_failures} |"
     );
     println!(
-        "| outage (source {}s, S3 with it for the last {}s) | {:.1} s; requests refused: source {source_refused}, S3 {s3_refused} |",
+        "| outage (source {}s, S3 {}s from {}s before the source's end) | {:.1} s; requests refused: source {source_refused}, S3 {s3_refused} |",
         SOURCE_OUTAGE.as_secs(),
         S3_OUTAGE.as_secs(),
+        OUTAGES_OVERLAP.as_secs(),
         outage_lasted.as_secs_f64()
     );
     println!(

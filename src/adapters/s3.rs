@@ -1,10 +1,13 @@
 //! The object sink: writes a stream into S3 without ever holding the whole file. A body that
 //! fits one part goes up in one PutObject; anything larger is a multipart upload whose parts go
-//! up several at once while the download goes on being read, hashed and counted in order
-//! (see [`S3SinkOptions`] for the memory this takes); the upload is created while the second
-//! part is read, and the first part goes up as soon as it is. A failed part is retried on its own by
-//! the SDK; once it fails for good the whole upload is aborted, after every part still in
-//! flight has been stopped, so that no parts are left behind.
+//! up several at once while the download goes on being read, hashed and counted in order (see
+//! [`S3SinkOptions`] for the memory this takes). When the source announced the body's length
+//! (a Content-Length it is held to), the upload is created at once and each part goes up while
+//! it is being read, its request fed chunk by chunk (the chunks are the download's own
+//! buffers, never copied); otherwise each part is read whole first, since only then is its
+//! length known. A failed part is retried on its own by the SDK, which sends it again from its
+//! start; once it fails for good the whole upload is aborted, after every part still in flight
+//! has been stopped, so that no parts are left behind.
 //!
 //! Every object carries its SHA-256 as the tag `sha256` (and, when it went up in one PutObject,
 //! as `x-amz-meta-sha256` too): a multipart upload fixes its metadata before the hash is known,
@@ -15,15 +18,20 @@
 //! protects the bytes, TLS the rest); only the emulators' configuration (checksums when
 //! required) would otherwise SHA-256 every part a second time just to sign it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Tag, Tagging};
-use bytes::{Bytes, BytesMut};
+use aws_smithy_types::body::SdkBody;
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tokio::task::{JoinError, JoinSet};
@@ -55,12 +63,13 @@ const ABORT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How the sink cuts a body into parts and how many it sends at once.
 ///
-/// Memory: the parts the sink holds (those uploading, and the one being read) never exceed
-/// `(parts_in_flight + 1) x part_size` bytes, 40 MiB with the defaults. Parts grow past
-/// `part_size` only for files larger than 1,000 parts (7.8 GiB with 8 MiB parts): they double
-/// every 1,000 parts, and fewer of them go up at once so that the bound still holds; only once
-/// a single part is over half the bound may the sink hold two of them (one uploading while the
-/// next is read).
+/// Memory: the parts the sink holds never exceed `(parts_in_flight + 1) x part_size` bytes, 40
+/// MiB with the defaults: with the body's length announced, `parts_in_flight` parts, the one
+/// being read among them (32 MiB); otherwise that many uploading and the next being read.
+/// Parts grow past `part_size` only for files larger than 1,000 parts (7.8 GiB with 8 MiB
+/// parts): they double every 1,000 parts, and fewer of them go up at once so that the bound
+/// still holds; only once a single part is over the bound may the sink hold it alone (or two of
+/// them, one uploading while the next is read).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct S3SinkOptions {
     /// Bytes per part; also the largest body sent as one PutObject. Kept within S3's limits
@@ -124,6 +133,12 @@ impl PartPlan {
     /// The bytes that may be held while a part of `size` is read: the parts uploading and it.
     fn budget_for(&self, size: usize) -> usize {
         ((self.in_flight + 1) * self.base).max(2 * size)
+    }
+
+    /// The bytes that may be held, a part of `size` included, when parts go up as they are
+    /// read: as many parts as may be in flight, or this one alone once it is larger.
+    fn streamed_budget(&self, size: usize) -> usize {
+        (self.in_flight * self.base).max(size)
     }
 }
 
@@ -205,36 +220,23 @@ impl ObjectSink for S3Sink {
     ) -> Result<Written> {
         let plan = self.options.plan();
         let first_size = plan.size_of(1);
-        // A body announced as longer than a part gets its upload created at once, while its
-        // first part is read; any other once its first part is read and more follows.
         let announced = body.announced_len();
         let mut reader = PartReader::new(body);
-        let mut created = announced
-            .is_some_and(|len| len > first_size as u64)
-            .then(|| self.start_upload(spec));
-        let first = within(
-            stop,
-            reader.next_part(first_size, BytesMut::with_capacity(first_size)),
-        )
-        .await;
-        let (first, last) = match first {
-            Ok(first) => first,
-            Err(err) => {
-                if let Some(started) = created {
-                    self.abort_started(spec, started).await;
-                }
-                return Err(err);
-            }
-        };
+        // A body announced as longer than a part is cut at known lengths: its upload is
+        // created at once and every part goes up while it is being read.
+        if let Some(total) = announced.filter(|len| *len > first_size as u64) {
+            let started = self.start_upload(spec);
+            let cut = Cut::Announced(total);
+            return self
+                .upload_in_parts(spec, started, plan, cut, None, &mut reader, stop)
+                .await;
+        }
+        let first = PartFill::default();
+        let last = within(stop, reader.fill(&first, first_size, true)).await?;
         if last {
-            // The body fit one part after all (the source's check of its length is what
-            // would have failed otherwise).
-            if let Some(started) = created.take() {
-                self.abort_started(spec, started).await;
-            }
             let sha256 = reader.sha256_hex();
             let size = first.len() as u64;
-            let etag = within(stop, self.put_single(spec, first, &sha256)).await?;
+            let etag = within(stop, self.put_single(spec, &first, &sha256)).await?;
             return Ok(Written {
                 etag,
                 size,
@@ -242,41 +244,18 @@ impl ObjectSink for S3Sink {
                 tagged: true,
             });
         }
-        let (mut create, upload_id) = created.unwrap_or_else(|| self.start_upload(spec));
-        let create = async {
-            (&mut create.0)
-                .await
-                .map_err(|e| Error::sink(format!("CreateMultipartUpload stopped: {e}")))?
-        };
-        // Owned here rather than by the timed future, so that after a failure or past `stop`
-        // every part still uploading is stopped, and seen to have stopped, before the abort.
-        let mut uploads = JoinSet::new();
-        let parts = within(
+        // More follows: the upload is created while the second part is read.
+        let started = self.start_upload(spec);
+        self.upload_in_parts(
+            spec,
+            started,
+            plan,
+            Cut::AsRead,
+            Some(first),
+            &mut reader,
             stop,
-            self.upload_parts(spec, upload_id, plan, first, &mut reader, &mut uploads),
-        );
-        let (created, parts) = tokio::join!(create, parts);
-        let upload_id = match created {
-            Ok(upload_id) => upload_id,
-            Err(err) => {
-                uploads.abort_all();
-                while uploads.join_next().await.is_some() {}
-                return Err(err);
-            }
-        };
-        let result = match parts {
-            Ok(parts) => {
-                let (sha256, size) = (reader.sha256_hex(), reader.size);
-                within(stop, self.complete(spec, &upload_id, parts, sha256, size)).await
-            }
-            Err(err) => Err(err),
-        };
-        if result.is_err() {
-            uploads.abort_all();
-            while uploads.join_next().await.is_some() {}
-            self.abort(spec, &upload_id).await;
-        }
-        result
+        )
+        .await
     }
 
     async fn tag(&self, key: &str, sha256: &str) -> Result<()> {
@@ -306,11 +285,54 @@ impl S3Sink {
         (create, upload_id)
     }
 
-    /// Aborts an upload started for a body that will not go up in parts after all.
-    async fn abort_started(&self, spec: &ObjectSpec, (mut create, _): StartedUpload) {
-        if let Ok(Ok(Ok(upload_id))) = tokio::time::timeout(ABORT_TIMEOUT, &mut create.0).await {
+    /// The multipart upload of the body: its parts (`first` already read, if any), then its
+    /// completion once the body has been read to its verified end. Whatever fails, or past
+    /// `stop`, every part still uploading is stopped, and seen to have stopped, and the upload
+    /// aborted, so that no parts are left behind.
+    #[allow(clippy::too_many_arguments)]
+    async fn upload_in_parts<C: ChunkSource>(
+        &self,
+        spec: &ObjectSpec,
+        (mut create, upload_id): StartedUpload,
+        plan: PartPlan,
+        cut: Cut,
+        first: Option<PartFill>,
+        reader: &mut PartReader<'_, C>,
+        stop: Option<Instant>,
+    ) -> Result<Written> {
+        let create = async {
+            (&mut create.0)
+                .await
+                .map_err(|e| Error::sink(format!("CreateMultipartUpload stopped: {e}")))?
+        };
+        // Owned here rather than by the timed future, so that it can be emptied after it.
+        let mut uploads = JoinSet::new();
+        let parts = within(
+            stop,
+            self.upload_parts(spec, upload_id, plan, cut, first, reader, &mut uploads),
+        );
+        let (created, parts) = tokio::join!(create, parts);
+        let upload_id = match created {
+            Ok(upload_id) => upload_id,
+            Err(err) => {
+                uploads.abort_all();
+                while uploads.join_next().await.is_some() {}
+                return Err(err);
+            }
+        };
+        let result = match parts {
+            Ok(parts) => {
+                let (sha256, size) = (reader.sha256_hex(), reader.size);
+                within(stop, self.complete(spec, &upload_id, parts, sha256, size)).await
+            }
+            Err(err) => Err(err),
+        };
+        if result.is_err() {
+            uploads.abort_all();
+            while uploads.join_next().await.is_some() {}
             self.abort(spec, &upload_id).await;
         }
+        result
     }
 
     /// A sink with the default part size and parts in flight.
@@ -332,7 +354,7 @@ impl S3Sink {
         self.options
     }
 
-    async fn put_single(&self, spec: &ObjectSpec, body: Bytes, sha256: &str) -> Result<String> {
+    async fn put_single(&self, spec: &ObjectSpec, body: &PartFill, sha256: &str) -> Result<String> {
         let out = self
             .client
             .put_object()
@@ -342,7 +364,7 @@ impl S3Sink {
             .content_length(body.len() as i64)
             .set_metadata(Some(with_sha256(spec, sha256)))
             .tagging(format!("{SHA256_TAG}={sha256}"))
-            .body(ByteStream::from(body))
+            .body(body.body(body.len()))
             .customize()
             .disable_payload_signing()
             .send()
@@ -368,16 +390,18 @@ impl S3Sink {
     }
 
     /// Every part of the body, `first` already read, each sent once the upload's id is in.
+    #[allow(clippy::too_many_arguments)]
     async fn upload_parts<C: ChunkSource>(
         &self,
         spec: &ObjectSpec,
         upload_id: UploadId,
         plan: PartPlan,
-        first: Bytes,
+        cut: Cut,
+        first: Option<PartFill>,
         reader: &mut PartReader<'_, C>,
-        uploads: &mut JoinSet<Result<Sent>>,
+        uploads: &mut JoinSet<Result<UploadedPart>>,
     ) -> Result<Vec<UploadedPart>> {
-        let send = |number: i32, body: Bytes| {
+        let send = |number: i32, body: PartFill, len: usize| {
             let (client, bucket, key) =
                 (self.client.clone(), self.bucket.clone(), spec.key.clone());
             let mut upload_id = upload_id.clone();
@@ -388,13 +412,13 @@ impl S3Sink {
                     .ok()
                     .and_then(|id| id.clone());
                 match id {
-                    Some(Ok(id)) => upload_part(client, bucket, key, id, number, body).await,
+                    Some(Ok(id)) => upload_part(client, bucket, key, id, number, body, len).await,
                     Some(Err(err)) => Err(Error::sink(format!("UploadPart {number}: {err}"))),
                     None => Err(Error::sink(format!("UploadPart {number}: no upload id"))),
                 }
             }
         };
-        pipeline(plan, reader, vec![(first, false)], uploads, send).await
+        pipeline(plan, reader, cut, first, uploads, send).await
     }
 
     /// Completes the upload from its parts; the object is tagged with its SHA-256 afterwards
@@ -550,20 +574,17 @@ struct UploadedPart {
     len: usize,
 }
 
-/// A part that went up, and its buffer back for the next part.
-type Sent = (UploadedPart, Bytes);
-
-/// One UploadPart, retried by the SDK on its own (its body is in memory) before it fails.
+/// One UploadPart of `len` bytes, sent while `body` is still being read if it is; retried by
+/// the SDK on its own (each retry sends the part again from its start) before it fails.
 async fn upload_part(
     client: Client,
     bucket: String,
     key: String,
     upload_id: String,
     number: i32,
-    body: Bytes,
-) -> Result<Sent> {
-    let len = body.len();
-    let buffer = body.clone();
+    body: PartFill,
+    len: usize,
+) -> Result<UploadedPart> {
     let out = client
         .upload_part()
         .bucket(bucket)
@@ -571,86 +592,115 @@ async fn upload_part(
         .upload_id(upload_id)
         .part_number(number)
         .content_length(len as i64)
-        .body(ByteStream::from(body))
+        .body(body.body(len))
         .customize()
         .disable_payload_signing()
         .send()
         .await
         .map_err(|e| Error::sink_from(&format!("UploadPart {number}"), e))?;
-    let part = UploadedPart {
+    Ok(UploadedPart {
         number,
         etag: out.e_tag().unwrap_or_default().to_owned(),
         len,
-    };
-    Ok((part, buffer))
+    })
 }
 
-/// Reads parts in order and hands each to `send` as soon as it is read, with up to
-/// `plan.in_flight` uploading at once while the next one is read: a part is sent only once the
-/// parts uploading with it leave room in the memory bound for reading the next. Parts already
-/// read come first (`ready`). The buffers of parts that went up are reused for the next parts,
-/// so that the allocator never holds more than the bound either. The first part that fails
-/// ends it (the caller stops the others). Returns the parts in order.
+/// How a multipart body is cut into parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    /// At lengths known from the start (the body's announced length, which it is held to):
+    /// each part goes up while it is read, and counts among the parts in flight from then.
+    Announced(u64),
+    /// As the body comes: each part is read whole, then sent (only then is its length known),
+    /// while the next one is read.
+    AsRead,
+}
+
+/// Reads parts in order and hands each to `send` (with its length) with up to
+/// `plan.in_flight` uploading at once: with lengths announced, as soon as it starts being read;
+/// otherwise once it is read, and only once the parts uploading with it leave room in the
+/// memory bound for reading the next. Parts already read come first (`first`). The first part
+/// that fails ends it (the caller stops the others). Returns the parts in order.
 async fn pipeline<C, F, Fut>(
     plan: PartPlan,
     reader: &mut PartReader<'_, C>,
-    ready: Vec<(Bytes, bool)>,
-    uploads: &mut JoinSet<Result<Sent>>,
+    cut: Cut,
+    mut first: Option<PartFill>,
+    uploads: &mut JoinSet<Result<UploadedPart>>,
     send: F,
 ) -> Result<Vec<UploadedPart>>
 where
     C: ChunkSource,
-    F: Fn(i32, Bytes) -> Fut,
-    Fut: Future<Output = Result<Sent>> + Send + 'static,
+    F: Fn(i32, PartFill, usize) -> Fut,
+    Fut: Future<Output = Result<UploadedPart>> + Send + 'static,
 {
-    let mut parts = Parts {
-        done: Vec::new(),
-        held: 0,
-        spare: Vec::new(),
-        keep: plan.in_flight + 1,
-    };
-    let mut ready = VecDeque::from(ready);
+    let mut parts = Parts::default();
     let mut number = 0;
     loop {
-        let (part, last) = match ready.pop_front() {
-            Some(part) => part,
-            None => {
-                // The next part is read while the others upload; a part that fails meanwhile
-                // ends the upload at once rather than after the read.
-                let size = plan.size_of(number + 1);
-                let read = reader.next_part(size, parts.buffer(size));
-                tokio::pin!(read);
-                loop {
-                    tokio::select! {
-                        biased;
-                        Some(joined) = uploads.join_next() => parts.settle(joined)?,
-                        next = &mut read => break next?,
-                    }
+        let size = plan.size_of(number + 1);
+        let (fill, last) = match cut {
+            Cut::Announced(total) => {
+                let left = total.saturating_sub(reader.size);
+                if left == 0 {
+                    break;
                 }
+                let len = left.min(size as u64) as usize;
+                parts
+                    .make_room(uploads, plan.streamed_budget(len) - len)
+                    .await?;
+                let fill = PartFill::default();
+                parts.held += len;
+                number = next_number(number, &plan)?;
+                uploads.spawn(send(number, fill.clone(), len));
+                let filled = read_beside(&mut parts, uploads, reader.fill(&fill, len, false)).await;
+                if let Err(err) = filled {
+                    fill.fail();
+                    return Err(err);
+                }
+                if fill.len() < len {
+                    fill.fail();
+                    return Err(Error::source(format!(
+                        "the body ended after {} of its {total} announced bytes",
+                        reader.size
+                    )));
+                }
+                if left > len as u64 {
+                    continue;
+                }
+                // Held to its announced length: nothing may follow it.
+                if read_beside(&mut parts, uploads, reader.at_end()).await? {
+                    break;
+                }
+                return Err(Error::source(format!(
+                    "the body goes on past its {total} announced bytes"
+                )));
             }
+            Cut::AsRead => match first.take() {
+                Some(fill) => (fill, false),
+                None => {
+                    let fill = PartFill::default();
+                    let last = read_beside(&mut parts, uploads, reader.fill(&fill, size, true));
+                    let last = last.await?;
+                    (fill, last)
+                }
+            },
         };
-        if part.is_empty() {
+        if fill.is_empty() {
             // Only a first part can be empty (the reader sees the end with the part before
             // it), but an empty part must never go up.
             break;
         }
-        number += 1;
-        if number > MAX_PARTS {
-            return Err(Error::SourcePermanent(format!(
-                "more than {MAX_PARTS} parts of up to {} bytes",
-                plan.size_of(MAX_PARTS)
-            )));
-        }
-        let next_size = plan.size_of(number + 1);
-        let room = plan.budget_for(next_size) - next_size;
-        while parts.held > 0 && parts.held + part.len() > room {
-            match uploads.join_next().await {
-                Some(joined) => parts.settle(joined)?,
-                None => break,
-            }
-        }
-        parts.held += part.len();
-        uploads.spawn(send(number, part));
+        let len = fill.len();
+        let next_size = plan.size_of(number + 2);
+        parts
+            .make_room(
+                uploads,
+                plan.budget_for(next_size).saturating_sub(next_size + len),
+            )
+            .await?;
+        parts.held += len;
+        number = next_number(number, &plan)?;
+        uploads.spawn(send(number, fill, len));
         // Lets the part's task start its request before this one goes back to reading.
         tokio::task::yield_now().await;
         if last {
@@ -664,43 +714,173 @@ where
     Ok(parts.done)
 }
 
-/// The pipeline's books: parts done, bytes uploading, buffers to reuse.
+fn next_number(number: i32, plan: &PartPlan) -> Result<i32> {
+    if number >= MAX_PARTS {
+        return Err(Error::SourcePermanent(format!(
+            "more than {MAX_PARTS} parts of up to {} bytes",
+            plan.size_of(MAX_PARTS)
+        )));
+    }
+    Ok(number + 1)
+}
+
+/// Reads while the parts upload; a part that fails meanwhile ends the upload at once rather
+/// than after the read.
+async fn read_beside<T>(
+    parts: &mut Parts,
+    uploads: &mut JoinSet<Result<UploadedPart>>,
+    read: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    tokio::pin!(read);
+    loop {
+        tokio::select! {
+            biased;
+            Some(joined) = uploads.join_next() => parts.settle(joined)?,
+            read = &mut read => return read,
+        }
+    }
+}
+
+/// The pipeline's books: parts done, and the bytes of the parts not yet done.
+#[derive(Default)]
 struct Parts {
     done: Vec<UploadedPart>,
     held: usize,
-    spare: Vec<BytesMut>,
-    /// At most this many buffers are kept for reuse.
-    keep: usize,
 }
 
 impl Parts {
-    fn settle(&mut self, joined: std::result::Result<Result<Sent>, JoinError>) -> Result<()> {
-        let (part, buffer) =
-            joined.map_err(|e| Error::sink(format!("part upload stopped: {e}")))??;
+    fn settle(
+        &mut self,
+        joined: std::result::Result<Result<UploadedPart>, JoinError>,
+    ) -> Result<()> {
+        let part = joined.map_err(|e| Error::sink(format!("part upload stopped: {e}")))??;
         self.held = self.held.saturating_sub(part.len);
         self.done.push(part);
-        // Unique once the SDK has let go of the body; otherwise it is simply dropped.
-        if let Ok(buffer) = buffer.try_into_mut()
-            && self.spare.len() < self.keep
-        {
-            self.spare.push(buffer);
-        }
         Ok(())
     }
 
-    /// A buffer for a part of `size` bytes: a spare one if it is large enough.
-    fn buffer(&mut self, size: usize) -> BytesMut {
-        while let Some(buffer) = self.spare.pop() {
-            if buffer.capacity() >= size {
-                return buffer;
+    /// Waits for parts to finish until at most `room` bytes are held (or none are).
+    async fn make_room(
+        &mut self,
+        uploads: &mut JoinSet<Result<UploadedPart>>,
+        room: usize,
+    ) -> Result<()> {
+        while self.held > 0 && self.held > room {
+            match uploads.join_next().await {
+                Some(joined) => self.settle(joined)?,
+                None => break,
             }
         }
-        BytesMut::with_capacity(size)
+        Ok(())
     }
 }
 
-/// Cuts a body into parts, hashing and counting as it goes. Peeks one chunk past a full part
-/// so that a body of exactly one part is known to be complete.
+/// A part's bytes as the body is read: filled by the reader, sent by its UploadPart (and sent
+/// again from its start by each retry of it), dropped with the request once the part is done.
+/// The chunks are the source's own buffers: nothing is copied.
+#[derive(Clone, Default)]
+struct PartFill(Arc<Mutex<Fill>>);
+
+#[derive(Default)]
+struct Fill {
+    chunks: Vec<Bytes>,
+    len: usize,
+    state: FillState,
+    /// The request bodies waiting for more.
+    waiting: Vec<Waker>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum FillState {
+    #[default]
+    Filling,
+    Complete,
+    /// The body failed before the part was whole: its request must fail, not wait.
+    Failed,
+}
+
+impl PartFill {
+    fn lock(&self) -> MutexGuard<'_, Fill> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn push(&self, chunk: Bytes) {
+        let mut fill = self.lock();
+        fill.len += chunk.len();
+        fill.chunks.push(chunk);
+        fill.waiting.drain(..).for_each(Waker::wake);
+    }
+
+    fn end(&self, state: FillState) {
+        let mut fill = self.lock();
+        fill.state = state;
+        fill.waiting.drain(..).for_each(Waker::wake);
+    }
+
+    fn fail(&self) {
+        self.end(FillState::Failed);
+    }
+
+    fn len(&self) -> usize {
+        self.lock().len
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A request body of the part's `len` bytes, which the SDK can rebuild for a retry.
+    fn body(&self, len: usize) -> ByteStream {
+        let fill = self.clone();
+        ByteStream::new(SdkBody::retryable(move || {
+            SdkBody::from_body_1_x(FillBody {
+                fill: fill.clone(),
+                next: 0,
+                len: len as u64,
+            })
+        }))
+    }
+}
+
+/// One sending of a part: its chunks from the first, waiting for those not read yet.
+struct FillBody {
+    fill: PartFill,
+    next: usize,
+    len: u64,
+}
+
+impl http_body::Body for FillBody {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<std::result::Result<Frame<Bytes>, Error>>> {
+        let this = self.get_mut();
+        let mut fill = this.fill.lock();
+        if let Some(chunk) = fill.chunks.get(this.next).cloned() {
+            this.next += 1;
+            return Poll::Ready(Some(Ok(Frame::data(chunk))));
+        }
+        match fill.state {
+            FillState::Complete => Poll::Ready(None),
+            FillState::Failed => Poll::Ready(Some(Err(Error::source(
+                "the source failed before the part was whole",
+            )))),
+            FillState::Filling => {
+                fill.waiting.push(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.len)
+    }
+}
+
+/// Cuts a body into parts, hashing and counting as it goes.
 struct PartReader<'a, C> {
     body: &'a mut C,
     carry: Option<Bytes>,
@@ -720,29 +900,40 @@ impl<'a, C: ChunkSource> PartReader<'a, C> {
         }
     }
 
-    /// The next part of at most `size` bytes (fewer only at the end of the body), read into
-    /// `buf`, and whether it is the last one.
-    async fn next_part(&mut self, size: usize, mut buf: BytesMut) -> Result<(Bytes, bool)> {
-        buf.clear();
-        buf.reserve(size);
-        while buf.len() < size {
+    /// Reads the next part of at most `size` bytes (fewer only at the end of the body) into
+    /// `fill`, chunk by chunk as they come, and completes it. With `peek`, reads one chunk
+    /// past a full part, so that a body of exactly whole parts is known to be complete.
+    /// Returns whether the body has ended.
+    async fn fill(&mut self, fill: &PartFill, size: usize, peek: bool) -> Result<bool> {
+        let mut filled = 0;
+        while filled < size {
             let mut chunk = match self.take_chunk().await? {
                 Some(chunk) => chunk,
                 None => break,
             };
-            let room = size - buf.len();
+            let room = size - filled;
             if chunk.len() > room {
                 self.carry = Some(chunk.split_off(room));
             }
             // Hashed while the chunk is still in the cache.
             self.hasher.update(&chunk);
-            buf.extend_from_slice(&chunk);
+            filled += chunk.len();
+            self.size += chunk.len() as u64;
+            fill.push(chunk);
         }
+        fill.end(FillState::Complete);
+        if peek && self.carry.is_none() && !self.ended {
+            self.carry = self.take_chunk().await?;
+        }
+        Ok(self.carry.is_none() && self.ended)
+    }
+
+    /// Whether the body has reached its verified end, with nothing more to read.
+    async fn at_end(&mut self) -> Result<bool> {
         if self.carry.is_none() && !self.ended {
             self.carry = self.take_chunk().await?;
         }
-        self.size += buf.len() as u64;
-        Ok((buf.freeze(), self.carry.is_none()))
+        Ok(self.carry.is_none())
     }
 
     /// The next non-empty chunk, or `None` at the verified end of the body.
@@ -789,8 +980,6 @@ fn with_sha256(spec: &ObjectSpec, sha256: &str) -> HashMap<String, String> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
     use super::*;
 
     /// A body of given chunks, for checking how parts are cut without any network.
@@ -819,8 +1008,9 @@ mod tests {
         let mut reader = PartReader::new(&mut body);
         let mut parts = Vec::new();
         loop {
-            let (part, last) = reader
-                .next_part(PART_SIZE, BytesMut::new())
+            let part = PartFill::default();
+            let last = reader
+                .fill(&part, PART_SIZE, true)
                 .await
                 .expect("in-memory body");
             parts.push((part.len(), last));
@@ -828,6 +1018,40 @@ mod tests {
                 return parts;
             }
         }
+    }
+
+    /// The bytes a request body sends, read through the SDK's own body type.
+    async fn sent(body: ByteStream) -> Vec<u8> {
+        body.collect().await.expect("the part's body").to_vec()
+    }
+
+    #[tokio::test]
+    async fn a_part_is_sent_while_it_is_read_and_again_from_its_start_on_a_retry() {
+        let fill = PartFill::default();
+        let first_try = tokio::spawn(sent(fill.body(6)));
+        fill.push(Bytes::from_static(b"abc"));
+        tokio::task::yield_now().await;
+        assert!(
+            !first_try.is_finished(),
+            "it waits for the rest of the part"
+        );
+        fill.push(Bytes::from_static(b"def"));
+        fill.end(FillState::Complete);
+        assert_eq!(first_try.await.expect("task"), b"abcdef");
+        assert_eq!(
+            sent(fill.body(6)).await,
+            b"abcdef",
+            "a retry sends it whole again"
+        );
+
+        let failed = PartFill::default();
+        let sending = tokio::spawn(failed.body(6).collect());
+        failed.push(Bytes::from_static(b"abc"));
+        failed.fail();
+        assert!(
+            sending.await.expect("task").is_err(),
+            "the request fails, not waits"
+        );
     }
 
     #[tokio::test]
@@ -896,49 +1120,58 @@ mod tests {
         started: Vec<(i32, usize, usize)>,
     }
 
-    /// Runs the pipeline over `chunk_sizes` with uploads that take a little while, and fail
-    /// for the part numbers in `failing`.
+    /// Runs the pipeline over `chunk_sizes`, cut as read or at their announced length, with
+    /// uploads that read their whole part, take a little while, and fail for the part numbers
+    /// in `failing`.
     async fn run(
         plan: PartPlan,
         chunk_sizes: &[usize],
+        announced: Option<u64>,
         failing: &'static [i32],
     ) -> (Result<Vec<UploadedPart>>, Arc<Mutex<Seen>>, u64) {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let mut body = Chunks::of(chunk_sizes);
         let mut reader = PartReader::new(&mut body);
-        let first = reader
-            .next_part(plan.size_of(1), BytesMut::new())
-            .await
-            .expect("body");
-        assert!(!first.1, "a multipart body");
+        let (cut, first) = match announced {
+            Some(total) => (Cut::Announced(total), None),
+            None => {
+                let first = PartFill::default();
+                let last = reader
+                    .fill(&first, plan.size_of(1), true)
+                    .await
+                    .expect("body");
+                assert!(!last, "a multipart body");
+                (Cut::AsRead, Some(first))
+            }
+        };
         let mut uploads = JoinSet::new();
-        let send = |number: i32, body: Bytes| {
+        let send = |number: i32, body: PartFill, len: usize| {
             let seen = seen.clone();
             async move {
                 {
                     let mut seen = seen.lock().expect("lock");
                     seen.uploading += 1;
-                    seen.bytes += body.len();
+                    seen.bytes += len;
                     seen.most_uploading = seen.most_uploading.max(seen.uploading);
                     let bytes = seen.bytes;
-                    seen.started.push((number, body.len(), bytes));
+                    seen.started.push((number, len, bytes));
                 }
+                let bytes = sent(body.body(len)).await;
                 tokio::time::sleep(Duration::from_millis(2)).await;
                 let mut seen = seen.lock().expect("lock");
                 seen.uploading -= 1;
-                seen.bytes -= body.len();
-                if failing.contains(&number) {
+                seen.bytes -= len;
+                if failing.contains(&number) || bytes.len() != len {
                     return Err(Error::sink(format!("part {number} failed")));
                 }
-                let part = UploadedPart {
+                Ok(UploadedPart {
                     number,
                     etag: format!("etag-{number}"),
-                    len: body.len(),
-                };
-                Ok((part, body))
+                    len,
+                })
             }
         };
-        let result = pipeline(plan, &mut reader, vec![first], &mut uploads, send).await;
+        let result = pipeline(plan, &mut reader, cut, first, &mut uploads, send).await;
         uploads.abort_all();
         while uploads.join_next().await.is_some() {}
         (result, seen, reader.size)
@@ -957,22 +1190,30 @@ mod tests {
     async fn parts_go_up_several_at_once_within_the_bound_and_complete_in_order() {
         let plan = small_plan(4, 1_000);
         let chunks = [333; 60]; // 19,980 bytes: 19 full parts and a short one
-        let (parts, seen, size) = run(plan, &chunks, &[]).await;
-        let parts = parts.expect("all parts up");
-        assert_eq!(size, 19_980);
-        assert_eq!(
-            parts.iter().map(|p| p.number).collect::<Vec<_>>(),
-            (1..=20).collect::<Vec<_>>()
-        );
-        assert_eq!(parts.iter().map(|p| p.len).sum::<usize>(), 19_980);
-        assert_eq!(parts[19].len, 980);
-        let seen = seen.lock().expect("lock");
-        assert_eq!(seen.most_uploading, 4, "4 parts in flight");
-        for (number, len, bytes) in &seen.started {
-            assert!(
-                *bytes + plan.size_of(number + 1) <= plan.budget_for(plan.size_of(number + 1)),
-                "part {number} ({len} bytes): {bytes} bytes uploading leave no room for the next"
+        for announced in [None, Some(19_980)] {
+            let (parts, seen, size) = run(plan, &chunks, announced, &[]).await;
+            let parts = parts.expect("all parts up");
+            assert_eq!(size, 19_980);
+            assert_eq!(
+                parts.iter().map(|p| p.number).collect::<Vec<_>>(),
+                (1..=20).collect::<Vec<_>>()
             );
+            assert_eq!(parts.iter().map(|p| p.len).sum::<usize>(), 19_980);
+            assert_eq!(parts[19].len, 980);
+            let seen = seen.lock().expect("lock");
+            assert_eq!(seen.most_uploading, 4, "4 parts in flight ({announced:?})");
+            for (number, len, bytes) in &seen.started {
+                let next = plan.size_of(number + 1);
+                match announced {
+                    // Read while it goes up: it and the parts with it are the bound's parts.
+                    Some(_) => assert!(*bytes <= plan.streamed_budget(*len)),
+                    // Read first: the parts uploading leave room to read the next.
+                    None => assert!(
+                        *bytes + next <= plan.budget_for(next),
+                        "part {number} ({len} bytes): {bytes} bytes uploading leave no room"
+                    ),
+                }
+            }
         }
     }
 
@@ -981,35 +1222,52 @@ mod tests {
         // Parts of 1000 bytes, then 2000, 4000, 8000 (every 3 parts); 4 in flight: 5000 bytes.
         let plan = small_plan(4, 3);
         let chunks = [500; 100]; // 50,000 bytes
-        let (parts, seen, size) = run(plan, &chunks, &[]).await;
-        let parts = parts.expect("all parts up");
-        assert_eq!(size, 50_000);
-        assert_eq!(parts.iter().map(|p| p.len).sum::<usize>(), 50_000);
-        let sizes: Vec<usize> = parts.iter().map(|p| p.len).take(12).collect();
-        assert_eq!(
-            sizes,
-            [
-                1000, 1000, 1000, 2000, 2000, 2000, 4000, 4000, 4000, 8000, 8000, 8000
-            ]
-        );
-        let seen = seen.lock().expect("lock");
-        for (number, len, bytes) in &seen.started {
-            // With the next part read beside them, the parts uploading stay within the bound
-            // (5,000 bytes, or two parts once one part is more than half of that).
-            let next = plan.size_of(number + 1);
-            assert!(
-                *bytes + next <= plan.budget_for(next) || *bytes == *len,
-                "part {number} ({len} bytes): {bytes} bytes uploading"
+        for announced in [None, Some(50_000)] {
+            let (parts, seen, size) = run(plan, &chunks, announced, &[]).await;
+            let parts = parts.expect("all parts up");
+            assert_eq!(size, 50_000);
+            assert_eq!(parts.iter().map(|p| p.len).sum::<usize>(), 50_000);
+            let sizes: Vec<usize> = parts.iter().map(|p| p.len).take(12).collect();
+            assert_eq!(
+                sizes,
+                [
+                    1000, 1000, 1000, 2000, 2000, 2000, 4000, 4000, 4000, 8000, 8000, 8000
+                ]
             );
-            assert!(*bytes + next <= 5000.max(2 * next));
+            let seen = seen.lock().expect("lock");
+            for (number, len, bytes) in &seen.started {
+                // Within the bound (5,000 bytes with the next part read beside them, 4,000 when
+                // parts are read as they go up), or one part alone once it is larger.
+                let next = plan.size_of(number + 1);
+                match announced {
+                    Some(_) => assert!(*bytes <= 4000.max(*len), "part {number}: {bytes}"),
+                    None => assert!(*bytes + next <= 5000.max(2 * next), "part {number}"),
+                }
+            }
         }
     }
 
     #[tokio::test]
     async fn a_failed_part_ends_the_upload() {
         let plan = small_plan(3, 1_000);
-        let (parts, _, _) = run(plan, &[1000; 12], &[5]).await;
-        let err = parts.expect_err("part 5 failed");
-        assert!(err.to_string().contains("part 5 failed"), "{err}");
+        for announced in [None, Some(12_000)] {
+            let (parts, _, _) = run(plan, &[1000; 12], announced, &[5]).await;
+            let err = parts.expect_err("part 5 failed");
+            assert!(err.to_string().contains("part 5 failed"), "{err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_is_held_to_its_announced_length() {
+        let plan = small_plan(3, 1_000);
+        let (short, _, _) = run(plan, &[1000; 4], Some(4_500), &[]).await;
+        let err = short.expect_err("500 bytes short");
+        assert!(err.is_retryable(), "{err}");
+        assert!(err.to_string().contains("4000 of its 4500"), "{err}");
+        let (long, _, _) = run(plan, &[1000; 5], Some(4_500), &[]).await;
+        let err = long.expect_err("500 bytes over");
+        assert!(err.to_string().contains("past its 4500"), "{err}");
+        let (exact, _, size) = run(plan, &[1000; 5], Some(5_000), &[]).await;
+        assert_eq!((exact.expect("whole").len(), size), (5, 5_000));
     }
 }

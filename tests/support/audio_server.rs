@@ -37,22 +37,42 @@ pub struct AudioServer {
     state: Arc<State>,
 }
 
+/// Bodies made once, by name and length.
+type Bodies = HashMap<(String, u64), Arc<Vec<u8>>>;
+
 #[derive(Default)]
 struct State {
     hits: Mutex<HashMap<String, usize>>,
     redirects: Mutex<HashMap<String, String>>,
     outage: AtomicBool,
     refused: AtomicUsize,
+    /// `/ok` bodies kept once made, by name and length, when serving from memory.
+    bodies: Option<Mutex<Bodies>>,
 }
 
 impl AudioServer {
     /// Starts on a free loopback port; runs until the runtime that started it ends.
     pub async fn start() -> AudioServer {
+        AudioServer::start_with(State::default()).await
+    }
+
+    /// The same, but each `/ok` body is made once and then served from memory, as a bucket
+    /// serves a stored file: the benchmarks' source then spends no CPU making bytes.
+    #[allow(dead_code)]
+    pub async fn start_from_memory() -> AudioServer {
+        AudioServer::start_with(State {
+            bodies: Some(Mutex::default()),
+            ..State::default()
+        })
+        .await
+    }
+
+    async fn start_with(state: State) -> AudioServer {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a loopback port for the audio server");
         let addr = listener.local_addr().expect("audio server address");
-        let state = Arc::new(State::default());
+        let state = Arc::new(state);
         let accepting = Arc::clone(&state);
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
@@ -196,7 +216,21 @@ async fn serve(mut stream: TcpStream, state: &State) -> std::io::Result<()> {
     let number = |i: usize| parts.get(i).and_then(|p| p.parse::<u64>().ok());
     let name = parts.last().copied().unwrap_or_default().to_owned();
     match (parts.first().copied(), number(1), number(2)) {
-        (Some("ok"), Some(len), _) => send(&mut stream, &name, len, Some("audio/mpeg")).await,
+        (Some("ok"), Some(len), _) => match &state.bodies {
+            Some(bodies) => {
+                let body = {
+                    let mut bodies = bodies.lock().expect("body table");
+                    let made = bodies.entry((name.clone(), len));
+                    Arc::clone(made.or_insert_with(|| Arc::new(body(&name, len))))
+                };
+                head(&mut stream, len, Some("audio/mpeg")).await?;
+                for chunk in body.chunks(WRITE_CHUNK) {
+                    stream.write_all(chunk).await?;
+                }
+                stream.flush().await
+            }
+            None => send(&mut stream, &name, len, Some("audio/mpeg")).await,
+        },
         (Some("notype"), Some(len), _) => send(&mut stream, &name, len, None).await,
         (Some("chunked"), Some(len), _) => send_chunked(&mut stream, &name, len).await,
         (Some("status"), Some(code), _) => status(&mut stream, code).await,
