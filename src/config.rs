@@ -26,6 +26,11 @@ pub struct CopyConfig {
     pub bucket_name: String,
     pub source_hosts: Vec<String>,
     pub max_asset_bytes: u64,
+    /// Multipart uploads: parts in flight at once (`COPY_PARTS_IN_FLIGHT`, 1 to 64) and their
+    /// size (`COPY_PART_SIZE_MIB`, 5 to 5120); memory for parts stays within (parts in flight
+    /// + 1) x part size. Unset: the sink's defaults (4 parts of 8 MiB).
+    pub parts_in_flight: Option<usize>,
+    pub part_size_mib: Option<usize>,
     /// Backoff, the deadline rule and an optional cap on attempts.
     pub retry: RetryPolicy,
 }
@@ -106,6 +111,8 @@ impl Config {
                 bucket_name: optional(vars, "BUCKET_NAME").unwrap_or_default(),
                 source_hosts,
                 max_asset_bytes: number(vars, "MAX_ASSET_BYTES", DEFAULT_MAX_ASSET_BYTES)?,
+                parts_in_flight: within(vars, "COPY_PARTS_IN_FLIGHT", 1..=64)?,
+                part_size_mib: within(vars, "COPY_PART_SIZE_MIB", 5..=5120)?,
                 retry: retry_policy(vars)?,
             },
             musicgpt: musicgpt(vars)?,
@@ -380,6 +387,28 @@ fn number<T: std::str::FromStr>(vars: &impl Vars, name: &str, default: T) -> Res
     }
 }
 
+/// A whole number within `range` (S3's and the sink's limits), if set.
+fn within(
+    vars: &impl Vars,
+    name: &str,
+    range: std::ops::RangeInclusive<usize>,
+) -> Result<Option<usize>> {
+    let Some(value) = optional(vars, name) else {
+        return Ok(None);
+    };
+    match value.parse::<usize>() {
+        Ok(value) if range.contains(&value) => Ok(Some(value)),
+        _ => Err(invalid(
+            name,
+            &format!(
+                "must be a whole number from {} to {}",
+                range.start(),
+                range.end()
+            ),
+        )),
+    }
+}
+
 /// A duration: a whole number with an optional unit, `s` (the default), `m`, `h` or `d`.
 fn duration(vars: &impl Vars, name: &str, default: Duration) -> Result<Duration> {
     let Some(raw) = optional(vars, name) else {
@@ -425,6 +454,35 @@ mod tests {
         assert_eq!(config.copy.source_hosts.len(), 2);
         let err = Config::from_vars(&HashMap::new()).expect_err("no table");
         assert!(err.to_string().contains("TABLE_NAME"), "{err}");
+    }
+
+    #[test]
+    fn part_settings_are_optional_and_kept_within_limits() {
+        let config = Config::from_vars(&HashMap::from([("TABLE_NAME", "t")])).expect("valid");
+        assert_eq!(
+            (config.copy.parts_in_flight, config.copy.part_size_mib),
+            (None, None)
+        );
+        let vars = HashMap::from([
+            ("TABLE_NAME", "t"),
+            ("COPY_PARTS_IN_FLIGHT", "2"),
+            ("COPY_PART_SIZE_MIB", "16"),
+        ]);
+        let config = Config::from_vars(&vars).expect("valid");
+        assert_eq!(
+            (config.copy.parts_in_flight, config.copy.part_size_mib),
+            (Some(2), Some(16))
+        );
+        for (name, value) in [
+            ("COPY_PARTS_IN_FLIGHT", "0"),
+            ("COPY_PARTS_IN_FLIGHT", "65"),
+            ("COPY_PART_SIZE_MIB", "4"),
+            ("COPY_PART_SIZE_MIB", "8 MiB"),
+        ] {
+            let vars = HashMap::from([("TABLE_NAME", "t"), (name, value)]);
+            let err = Config::from_vars(&vars).expect_err(value);
+            assert!(err.to_string().contains(name), "{err}");
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::adapters::eventbridge::EventBridgeBus;
 use crate::adapters::forward::{HttpForwarder, secrets_from_manager};
 use crate::adapters::musicgpt::MusicGptApi;
 use crate::adapters::presign::S3Presigner;
-use crate::adapters::s3::S3Sink;
+use crate::adapters::s3::{S3Sink, S3SinkOptions};
 use crate::adapters::source::{HttpSource, SourceGuard, SourceOptions};
 use crate::app::announce::{Announcer, CopyEvents, EventSweep};
 use crate::app::copy::CopyEngine;
@@ -127,6 +127,17 @@ impl App {
             .ok_or_else(|| Error::Config(format!("MUSICGPT_API_KEY is required by {who}")))
     }
 
+    /// The sink's part settings: the configured ones, else its defaults.
+    fn sink_options(&self) -> S3SinkOptions {
+        let (copy, default) = (&self.config.copy, S3SinkOptions::default());
+        S3SinkOptions {
+            part_size: copy
+                .part_size_mib
+                .map_or(default.part_size, |mib| mib * 1024 * 1024),
+            parts_in_flight: copy.parts_in_flight.unwrap_or(default.parts_in_flight),
+        }
+    }
+
     /// The copy engine: the table, `BUCKET_NAME`, the source guard, and verification through
     /// byId when MusicGPT's API is configured.
     pub fn copy_engine(&self) -> Result<CopyEngine<AwsPorts>> {
@@ -137,7 +148,7 @@ impl App {
                 SourceGuard::new(&self.config.copy.source_hosts)?,
                 SourceOptions::with_max_bytes(self.config.copy.max_asset_bytes),
             )?,
-            S3Sink::new(aws::s3_client(&self.sdk), bucket),
+            S3Sink::new(aws::s3_client(&self.sdk), bucket).with_options(self.sink_options()),
             self.config.copy.retry.clone(),
         );
         let engine = match &self.events {
