@@ -233,6 +233,7 @@ impl ObjectSink for S3Sink {
         }
         let first = PartFill::default();
         let last = within(stop, reader.fill(&first, first_size, true)).await?;
+        first.end(FillState::Complete);
         if last {
             let sha256 = reader.sha256_hex();
             let size = first.len() as u64;
@@ -664,6 +665,7 @@ where
                         reader.size
                     )));
                 }
+                fill.end(FillState::Complete);
                 if left > len as u64 {
                     continue;
                 }
@@ -681,6 +683,7 @@ where
                     let fill = PartFill::default();
                     let last = read_beside(&mut parts, uploads, reader.fill(&fill, size, true));
                     let last = last.await?;
+                    fill.end(FillState::Complete);
                     (fill, last)
                 }
             },
@@ -901,7 +904,8 @@ impl<'a, C: ChunkSource> PartReader<'a, C> {
     }
 
     /// Reads the next part of at most `size` bytes (fewer only at the end of the body) into
-    /// `fill`, chunk by chunk as they come, and completes it. With `peek`, reads one chunk
+    /// `fill`, chunk by chunk as they come; the caller completes it (or fails it, if it is
+    /// short of a length it was announced with). With `peek`, reads one chunk
     /// past a full part, so that a body of exactly whole parts is known to be complete.
     /// Returns whether the body has ended.
     async fn fill(&mut self, fill: &PartFill, size: usize, peek: bool) -> Result<bool> {
@@ -921,7 +925,6 @@ impl<'a, C: ChunkSource> PartReader<'a, C> {
             self.size += chunk.len() as u64;
             fill.push(chunk);
         }
-        fill.end(FillState::Complete);
         if peek && self.carry.is_none() && !self.ended {
             self.carry = self.take_chunk().await?;
         }
@@ -1013,6 +1016,7 @@ mod tests {
                 .fill(&part, PART_SIZE, true)
                 .await
                 .expect("in-memory body");
+            part.end(FillState::Complete);
             parts.push((part.len(), last));
             if last {
                 return parts;
@@ -1140,6 +1144,7 @@ mod tests {
                     .fill(&first, plan.size_of(1), true)
                     .await
                     .expect("body");
+                first.end(FillState::Complete);
                 assert!(!last, "a multipart body");
                 (Cut::AsRead, Some(first))
             }
