@@ -419,6 +419,61 @@ async fn a_live_lease_blocks_and_an_expired_one_is_taken_over() {
 }
 
 #[tokio::test]
+async fn attempts_from_the_same_stream_image_upload_once_and_leave_no_parts() {
+    let kit = Kit::new().await;
+    kit.s3
+        .put_bucket_versioning()
+        .bucket(&kit.bucket)
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("enable versioning");
+    // 20 MiB with a Content-Length: each attempt's upload is created while it claims.
+    let path = "/ok/20971520/seen-race.wav";
+    let asset = kit.asset(path).await;
+    let seen = kit.item(&asset).await;
+    let mut attempts = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        let (engine, seen) = (kit.engine.clone(), seen.clone());
+        attempts.spawn(async move { engine.copy_seen(&seen, None).await.expect("copy") });
+    }
+    let mut stored = Vec::new();
+    while let Some(outcome) = attempts.join_next().await {
+        match outcome.expect("attempt finished") {
+            CopyOutcome::Stored { size, sha256 } => stored.push((size, sha256)),
+            CopyOutcome::Busy { .. } | CopyOutcome::AlreadyStored => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(
+        stored,
+        vec![(
+            20_971_520,
+            audio_server::sha256("seen-race.wav", 20_971_520)
+        )]
+    );
+    let versions = kit
+        .s3
+        .list_object_versions()
+        .bucket(&kit.bucket)
+        .send()
+        .await
+        .expect("list versions");
+    assert_eq!(versions.versions().len(), 1, "one upload, one version");
+    assert_eq!(
+        kit.open_uploads().await,
+        0,
+        "the others' uploads were aborted"
+    );
+    let item = kit.item(&asset).await;
+    assert_eq!((item.state, item.claims), (AssetState::Stored, 1));
+}
+
+#[tokio::test]
 async fn running_out_of_time_releases_the_asset_without_counting_an_attempt() {
     let kit = Kit::builder()
         .options(musicgpt_webhook::adapters::source::SourceOptions {

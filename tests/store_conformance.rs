@@ -93,6 +93,8 @@ on_both_stores!(
     answers_that_cannot_change_fail_at_once,
     an_earlier_complete_copy_is_taken_not_uploaded_again,
     only_a_later_claim_looks_for_an_earlier_copy,
+    a_seen_asset_is_uploaded_once_however_many_try_it_at_once,
+    a_stale_image_takes_the_plain_path,
     checkpoints_are_kept_by_name,
     a_stored_mark_and_its_event_are_one_write,
     due_events_leave_the_index_once_delivered,
@@ -805,6 +807,65 @@ async fn only_a_later_claim_looks_for_an_earlier_copy<S: Store>(fresh: impl Asyn
     );
     let item = rig.store.get(&asset).await.expect("get").expect("item");
     assert_eq!((item.state, item.claims), (AssetState::Stored, 2));
+}
+
+async fn a_seen_asset_is_uploaded_once_however_many_try_it_at_once<S: Store>(
+    fresh: impl AsyncFn() -> S,
+) {
+    let rig = rig(fresh, policy(5, Duration::ZERO)).await;
+    rig.source.serve(URL, b"seen".to_vec());
+    let asset = one_asset(&rig.store, "t-seen", URL).await;
+    let seen = rig.store.get(&asset).await.expect("get").expect("item");
+    let mut attempts = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (engine, seen) = (rig.engine.clone(), seen.clone());
+        attempts.spawn(async move { engine.copy_seen(&seen, None).await.expect("copy") });
+    }
+    let outcomes = attempts.join_all().await;
+    let stored = outcomes
+        .iter()
+        .filter(|o| matches!(o, CopyOutcome::Stored { size: 4, .. }))
+        .count();
+    assert_eq!(stored, 1, "{outcomes:?}");
+    assert!(
+        outcomes.iter().all(|o| matches!(
+            o,
+            CopyOutcome::Stored { .. } | CopyOutcome::Busy { .. } | CopyOutcome::AlreadyStored
+        )),
+        "{outcomes:?}"
+    );
+    assert_eq!(rig.sink.uploads(), 1, "the losers uploaded nothing");
+    assert_eq!(
+        rig.sink.looks(),
+        0,
+        "a first claim looks for no earlier copy"
+    );
+    let item = rig.store.get(&asset).await.expect("get").expect("item");
+    assert_eq!((item.state, item.claims), (AssetState::Stored, 1));
+}
+
+async fn a_stale_image_takes_the_plain_path<S: Store>(fresh: impl AsyncFn() -> S) {
+    let rig = rig(fresh, policy(5, Duration::ZERO)).await;
+    rig.source.serve(URL, b"stale".to_vec());
+    rig.source.fail_next(URL, &[SourceFault::Unavailable]);
+    let asset = one_asset(&rig.store, "t-stale", URL).await;
+    let seen = rig.store.get(&asset).await.expect("get").expect("item");
+    let first = rig.engine.copy_seen(&seen, None).await.expect("copy");
+    assert!(
+        matches!(first, CopyOutcome::RetryAt { attempts: 1, .. }),
+        "{first:?}"
+    );
+    // The same image again (a record delivered twice): the item has moved on since.
+    let second = rig.engine.copy_seen(&seen, None).await.expect("copy");
+    assert!(
+        matches!(second, CopyOutcome::Stored { size: 5, .. }),
+        "{second:?}"
+    );
+    assert_eq!(
+        (rig.sink.looks(), rig.sink.uploads()),
+        (1, 1),
+        "the second claim looked for an earlier copy first"
+    );
 }
 
 async fn checkpoints_are_kept_by_name<S: Store>(fresh: impl AsyncFn() -> S) {

@@ -16,13 +16,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{Instrument, info, warn};
 
 use crate::app::announce::CopyEvents;
 use crate::app::measure;
 use crate::app::ports::{
-    AssetStore, AudioSource, Clock, Download, ObjectSink, ObjectSpec, Ports, SystemClock, Written,
+    AssetStore, AudioSource, ChunkSource, Clock, Download, ObjectSink, ObjectSpec, Ports,
+    SystemClock, Written,
 };
 use crate::app::verify::{Verdict, Verifier};
 use crate::domain::asset::{AssetItem, StoredCopy, Unclaimed};
@@ -176,40 +179,10 @@ impl<P: Ports> CopyEngine<P> {
         if stop.is_some_and(|stop| stop <= Instant::now()) {
             return Ok(CopyOutcome::Interrupted);
         }
-        let now = self.clock.now_secs();
-        let owner = lease_owner();
-        let lease = stop.map_or(self.policy.lease, |stop| {
-            stop.saturating_duration_since(Instant::now()) + self.policy.lease_grace
-        });
-        let item = match self
-            .assets
-            .claim(asset, &owner, now, now + lease.as_secs())
-            .await?
-        {
+        let (owner, now) = (lease_owner(), self.clock.now_secs());
+        let item = match self.claim(asset, &owner, now, stop).await? {
             Ok(item) => item,
-            Err(unclaimed) => {
-                let settled = matches!(
-                    unclaimed,
-                    Unclaimed::Stored | Unclaimed::Failed | Unclaimed::Expired
-                );
-                // Settled by an earlier attempt that may have died before announcing (a stream
-                // record delivered again after a crash): announce now; nothing is owed twice.
-                if let (true, Some(events), Some(task)) = (
-                    settled,
-                    &self.events,
-                    asset.pk.strip_prefix("TASK#").and_then(Id::parse),
-                ) {
-                    events.settled(&task).await;
-                }
-                return Ok(match unclaimed {
-                    Unclaimed::Missing => CopyOutcome::Missing,
-                    Unclaimed::Stored => CopyOutcome::AlreadyStored,
-                    Unclaimed::Failed => CopyOutcome::AlreadyFailed,
-                    Unclaimed::Expired => CopyOutcome::AlreadyExpired,
-                    Unclaimed::NotDue(next_try_at) => CopyOutcome::NotDue { next_try_at },
-                    Unclaimed::Leased(lease_until) => CopyOutcome::Busy { lease_until },
-                });
-            }
+            Err(outcome) => return Ok(outcome),
         };
         if let Some(outcome) = self.verify(asset, &owner, &item, now).await? {
             if let (Some(events), CopyOutcome::Failed { .. }, Some(task)) =
@@ -221,6 +194,103 @@ impl<P: Ports> CopyEngine<P> {
         }
         let started = std::time::Instant::now();
         let result = self.transfer(&item, stop).await;
+        self.finish(asset, &owner, &item, result, started).await
+    }
+
+    /// One attempt at an asset whose item the trigger has already seen (a stream record's new
+    /// image): the download opens, and a large file's upload is created, while the lease is
+    /// taken; not a byte is uploaded before the lease is ours. A first claim only: an asset
+    /// tried before (or one to verify first, or whose item has changed since) takes the plain
+    /// path of [`CopyEngine::copy`].
+    pub async fn copy_seen(&self, seen: &AssetItem, stop: Option<Instant>) -> Result<CopyOutcome> {
+        let asset = AssetKey {
+            pk: seen.pk.clone(),
+            sk: seen.sk.clone(),
+        };
+        if self.verifier.is_some() || seen.claims > 0 || seen.attempts > 0 {
+            return self.copy(&asset, stop).await;
+        }
+        if stop.is_some_and(|stop| stop <= Instant::now()) {
+            return Ok(CopyOutcome::Interrupted);
+        }
+        let (owner, now) = (lease_owner(), self.clock.now_secs());
+        let (go_ahead, gate) = watch::channel(None);
+        let claim = async {
+            let claimed = self.claim(&asset, &owner, now, stop).await;
+            // Ours, first ever, and the item the download was opened for.
+            let go = matches!(&claimed, Ok(Ok(item))
+                if !item.may_have_earlier_copy()
+                    && item.source_url == seen.source_url
+                    && item.s3_key == seen.s3_key);
+            let _ = go_ahead.send(Some(go));
+            (claimed, go)
+        };
+        let started = std::time::Instant::now();
+        let ((claimed, went), early) = tokio::join!(claim, self.transfer_gated(seen, gate, stop));
+        let item = match claimed? {
+            Ok(item) => item,
+            Err(outcome) => return Ok(outcome),
+        };
+        let result = match went {
+            true => early,
+            // Claimed, but not as it was seen: the plain path, which looks for earlier copies.
+            false => self.transfer(&item, stop).await,
+        };
+        self.finish(&asset, &owner, &item, result, started).await
+    }
+
+    /// Takes the lease, or says why not (announcing a settled asset: a trigger delivered again
+    /// after a crash may be the only one left to do it).
+    async fn claim(
+        &self,
+        asset: &AssetKey,
+        owner: &str,
+        now: u64,
+        stop: Option<Instant>,
+    ) -> Result<std::result::Result<AssetItem, CopyOutcome>> {
+        let lease = stop.map_or(self.policy.lease, |stop| {
+            stop.saturating_duration_since(Instant::now()) + self.policy.lease_grace
+        });
+        let unclaimed = match self
+            .assets
+            .claim(asset, owner, now, now + lease.as_secs())
+            .await?
+        {
+            Ok(item) => return Ok(Ok(item)),
+            Err(unclaimed) => unclaimed,
+        };
+        let settled = matches!(
+            unclaimed,
+            Unclaimed::Stored | Unclaimed::Failed | Unclaimed::Expired
+        );
+        // Settled by an earlier attempt that may have died before announcing (a stream
+        // record delivered again after a crash): announce now; nothing is owed twice.
+        if let (true, Some(events), Some(task)) = (
+            settled,
+            &self.events,
+            asset.pk.strip_prefix("TASK#").and_then(Id::parse),
+        ) {
+            events.settled(&task).await;
+        }
+        Ok(Err(match unclaimed {
+            Unclaimed::Missing => CopyOutcome::Missing,
+            Unclaimed::Stored => CopyOutcome::AlreadyStored,
+            Unclaimed::Failed => CopyOutcome::AlreadyFailed,
+            Unclaimed::Expired => CopyOutcome::AlreadyExpired,
+            Unclaimed::NotDue(next_try_at) => CopyOutcome::NotDue { next_try_at },
+            Unclaimed::Leased(lease_until) => CopyOutcome::Busy { lease_until },
+        }))
+    }
+
+    /// Records how the transfer ended (its tag beside), announces, measures and logs it.
+    async fn finish(
+        &self,
+        asset: &AssetKey,
+        owner: &str,
+        item: &AssetItem,
+        result: Result<(Written, String)>,
+        started: std::time::Instant,
+    ) -> Result<CopyOutcome> {
         // A multipart object learns its hash only once complete: its tag goes on beside the
         // STORED write rather than before it.
         let untagged = match &result {
@@ -233,7 +303,7 @@ impl<P: Ports> CopyEngine<P> {
                 None => Ok(()),
             }
         };
-        let (outcome, tagged) = tokio::join!(self.settle(asset, &owner, &item, result), tag);
+        let (outcome, tagged) = tokio::join!(self.settle(asset, owner, item, result), tag);
         if let Err(err) = tagged {
             warn!(task_id = %item.task_id, sk = %item.sk, error = %err, "object stored without its sha256 tag");
         }
@@ -333,7 +403,6 @@ impl<P: Ports> CopyEngine<P> {
 
     /// The copy, and the Content-Type it was stored with.
     async fn transfer(&self, item: &AssetItem, stop: Option<Instant>) -> Result<(Written, String)> {
-        let fallback = content_type_for(item.ext.as_deref().unwrap_or_default());
         // An earlier attempt may have uploaded the file and then lost its write-back: take
         // that copy rather than upload the same bytes twice. A first claim has no earlier
         // attempt, and saves the look.
@@ -344,15 +413,60 @@ impl<P: Ports> CopyEngine<P> {
                 .await?
         {
             info!(task_id = %item.task_id, sk = %item.sk, "found a complete earlier copy");
+            let fallback = content_type_for(item.ext.as_deref().unwrap_or_default());
             return Ok((written, fallback.to_owned()));
         }
+        let mut download = self.open(item, stop).await?;
+        self.write(item, &mut download, stop).await
+    }
+
+    /// The copy of `seen` made while its lease is taken: the download opens at once, the sink
+    /// gets ready, and the body flows only once `gate` says the lease is ours (a `false` ends
+    /// it, uploading nothing).
+    async fn transfer_gated(
+        &self,
+        seen: &AssetItem,
+        mut gate: watch::Receiver<Option<bool>>,
+        stop: Option<Instant>,
+    ) -> Result<(Written, String)> {
+        let not_ours = || Error::source("the lease was not taken: nothing uploaded");
+        let opened = tokio::select! {
+            opened = self.open(seen, stop) => opened,
+            // Refused before the download answered: no need to wait for it.
+            Ok(_) = gate.wait_for(|go| *go == Some(false)) => return Err(not_ours()),
+        };
+        let mut download = Gated {
+            inner: opened?,
+            gate,
+            open: false,
+        };
+        if *download.gate.borrow() == Some(false) {
+            return Err(not_ours());
+        }
+        self.write(seen, &mut download, stop).await
+    }
+
+    async fn open(
+        &self,
+        item: &AssetItem,
+        stop: Option<Instant>,
+    ) -> Result<<P::Source as AudioSource>::Download> {
         let open = self.source.open(&item.source_url);
-        let mut download = match stop {
-            None => open.await?,
+        match stop {
+            None => open.await,
             Some(stop) => tokio::time::timeout_at(stop, open)
                 .await
-                .map_err(|_| Error::OutOfTime("time budget spent opening the source".into()))??,
-        };
+                .map_err(|_| Error::OutOfTime("time budget spent opening the source".into()))?,
+        }
+    }
+
+    async fn write(
+        &self,
+        item: &AssetItem,
+        download: &mut impl Download,
+        stop: Option<Instant>,
+    ) -> Result<(Written, String)> {
+        let fallback = content_type_for(item.ext.as_deref().unwrap_or_default());
         let content_type = download
             .content_type()
             .map(str::to_owned)
@@ -369,7 +483,7 @@ impl<P: Ports> CopyEngine<P> {
             content_type,
             metadata,
         };
-        let written = self.sink.write(&spec, &mut download, stop).await?;
+        let written = self.sink.write(&spec, download, stop).await?;
         Ok((written, spec.content_type))
     }
 
@@ -464,6 +578,42 @@ impl<P: Ports> CopyEngine<P> {
         } else {
             CopyOutcome::LeaseLost
         })
+    }
+}
+
+/// A download whose body waits for a go-ahead: the sink may prepare (create its upload, open
+/// a part's request) but receives no byte before the lease is ours, and an error if it is not.
+struct Gated<D> {
+    inner: D,
+    gate: watch::Receiver<Option<bool>>,
+    open: bool,
+}
+
+impl<D: Download> ChunkSource for Gated<D> {
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
+        if !self.open {
+            let go = self
+                .gate
+                .wait_for(Option::is_some)
+                .await
+                .ok()
+                .and_then(|go| *go);
+            if go != Some(true) {
+                return Err(Error::source("the lease was not taken: nothing uploaded"));
+            }
+            self.open = true;
+        }
+        self.inner.next_chunk().await
+    }
+
+    fn announced_len(&self) -> Option<u64> {
+        self.inner.announced_len()
+    }
+}
+
+impl<D: Download> Download for Gated<D> {
+    fn content_type(&self) -> Option<&str> {
+        self.inner.content_type()
     }
 }
 

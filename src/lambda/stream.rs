@@ -21,6 +21,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::app::copy::{CopyEngine, CopyOutcome, DEFAULT_CONCURRENCY, copy_span};
 use crate::app::ports::{Clock, Ports, SystemClock};
+use crate::domain::asset::AssetItem;
 use crate::domain::keys::AssetKey;
 use crate::domain::status::{AssetState, ItemType};
 use crate::error::{Error, Result};
@@ -81,8 +82,12 @@ impl<P: Ports> StreamCopier<P> {
     ) -> Result<DynamoDbEventResponse> {
         // One copy per asset, even if the batch holds several records of it.
         let mut sequences: HashMap<AssetKey, Vec<Option<String>>> = HashMap::new();
+        let mut seen: HashMap<AssetKey, AssetItem> = HashMap::new();
         for record in records {
             if let Some(asset) = newly_pending(record) {
+                if let Some(item) = image_item(record) {
+                    seen.insert(asset.clone(), item);
+                }
                 sequences
                     .entry(asset)
                     .or_default()
@@ -95,10 +100,11 @@ impl<P: Ports> StreamCopier<P> {
             let engine = self.engine.clone();
             let permits = std::sync::Arc::clone(&permits);
             let span = copy_span(&asset);
+            let seen = seen.remove(&asset);
             running.spawn(
                 async move {
                     let _permit = permits.acquire_owned().await;
-                    let settled = settle(&engine, &asset, stop).await;
+                    let settled = settle(&engine, &asset, seen, stop).await;
                     (asset, settled)
                 }
                 .instrument(span),
@@ -139,10 +145,20 @@ impl<P: Ports> StreamCopier<P> {
 }
 
 /// Tries until the asset is settled, waiting out backoffs while they fit before `stop`; a
-/// later next try is the sweep's. `false`: the record must be delivered again.
-async fn settle<P: Ports>(engine: &CopyEngine<P>, asset: &AssetKey, stop: Instant) -> bool {
+/// later next try is the sweep's. The first try starts from the record's image (`seen`): its
+/// download opens while the lease is taken. `false`: the record must be delivered again.
+async fn settle<P: Ports>(
+    engine: &CopyEngine<P>,
+    asset: &AssetKey,
+    mut seen: Option<AssetItem>,
+    stop: Instant,
+) -> bool {
     loop {
-        let outcome = match engine.copy(asset, Some(stop)).await {
+        let attempt = match seen.take() {
+            Some(seen) => engine.copy_seen(&seen, Some(stop)).await,
+            None => engine.copy(asset, Some(stop)).await,
+        };
+        let outcome = match attempt {
             Ok(outcome) => outcome,
             Err(err) => {
                 warn!(sk = %asset.sk, error = %err, "copy attempt not recorded");
@@ -167,6 +183,11 @@ async fn settle<P: Ports>(engine: &CopyEngine<P>, asset: &AssetKey, stop: Instan
         }
         tokio::time::sleep(wait).await;
     }
+}
+
+/// The asset item in a record's new image, if it reads as one.
+fn image_item(record: &EventRecord) -> Option<AssetItem> {
+    serde_dynamo::from_item(record.change.new_image.clone()).ok()
 }
 
 /// The asset a record starts a copy for, if it does: an asset item that is PENDING now and
