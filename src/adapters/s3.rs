@@ -666,6 +666,7 @@ where
                     )));
                 }
                 fill.end(FillState::Complete);
+                reader.hash_read();
                 if left > len as u64 {
                     continue;
                 }
@@ -704,8 +705,9 @@ where
         parts.held += len;
         number = next_number(number, &plan)?;
         uploads.spawn(send(number, fill, len));
-        // Lets the part's task start its request before this one goes back to reading.
+        // Lets the part's task start its request before this one hashes and reads on.
         tokio::task::yield_now().await;
+        reader.hash_read();
         if last {
             break;
         }
@@ -889,6 +891,9 @@ struct PartReader<'a, C> {
     carry: Option<Bytes>,
     ended: bool,
     hasher: Sha256,
+    /// Chunks read but not hashed yet: a part's bytes go out first, and are hashed while S3
+    /// takes them in.
+    unhashed: Vec<Bytes>,
     size: u64,
 }
 
@@ -899,6 +904,7 @@ impl<'a, C: ChunkSource> PartReader<'a, C> {
             carry: None,
             ended: false,
             hasher: Sha256::new(),
+            unhashed: Vec::new(),
             size: 0,
         }
     }
@@ -919,9 +925,8 @@ impl<'a, C: ChunkSource> PartReader<'a, C> {
             if chunk.len() > room {
                 self.carry = Some(chunk.split_off(room));
             }
-            // Hashed while the chunk is still in the cache.
-            self.hasher.update(&chunk);
             filled += chunk.len();
+            self.unhashed.push(chunk.clone());
             self.size += chunk.len() as u64;
             fill.push(chunk);
         }
@@ -954,7 +959,15 @@ impl<'a, C: ChunkSource> PartReader<'a, C> {
         Ok(None)
     }
 
-    fn sha256_hex(&self) -> String {
+    /// Hashes what was read since the last call, in order.
+    fn hash_read(&mut self) {
+        for chunk in self.unhashed.drain(..) {
+            self.hasher.update(&chunk);
+        }
+    }
+
+    fn sha256_hex(&mut self) -> String {
+        self.hash_read();
         hex::encode(self.hasher.clone().finalize())
     }
 }
