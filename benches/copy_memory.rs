@@ -237,11 +237,28 @@ async fn run() {
         // Untimed: the audio server makes the file once, then serves it from memory.
         measure_in_child(&setup.env, "download", len, &format!("warm-d{mib}"));
         for round in 0..rounds {
-            // Alternating the four within a round spreads any change in load over all of them.
-            let d = measure_in_child(&setup.env, "download", len, &format!("d{mib}-{round}"));
-            let u = measure_in_child(&setup.env, "upload", len, &format!("u{mib}-{round}"));
-            let c = measure_in_child(&setup.env, "copy", len, &format!("c{mib}-{round}"));
-            let p = measure_peer(&setup, len, &format!("p{mib}-{round}"));
+            // Alternating the four within a round spreads any change in load over all of them,
+            // and the order turns round every other round (D U C P, then P C U D) so that none
+            // always goes first. Each meets an empty bucket and a flushed disk: moto writes
+            // every object (and a completed upload twice) to temporary files, and the writeback
+            // of one GiB must not fall on the next measurement.
+            let mut reports: [Value; 4] = Default::default();
+            let order: [usize; 4] = if round % 2 == 0 {
+                [0, 1, 2, 3]
+            } else {
+                [3, 2, 1, 0]
+            };
+            for which in order {
+                reports[which] = match which {
+                    0 => measure_in_child(&setup.env, "download", len, &format!("d{mib}-{round}")),
+                    1 => measure_in_child(&setup.env, "upload", len, &format!("u{mib}-{round}")),
+                    2 => measure_in_child(&setup.env, "copy", len, &format!("c{mib}-{round}")),
+                    _ => measure_peer(&setup, len, &format!("p{mib}-{round}")),
+                };
+                empty_bucket(&bucket).await;
+                flush_disks();
+            }
+            let [d, u, c, p] = reports;
             for (who, report) in [("copy", &c), ("peer", &p)] {
                 assert_eq!(
                     report["sha256"].as_str(),
@@ -273,8 +290,6 @@ async fn run() {
                 secs(&p),
                 mib_of(&p, "peak_kib"),
             );
-            // Every round meets the same bucket (and moto's disk is not filled with GiBs).
-            empty_bucket(&bucket).await;
         }
         for (total, times) in spent.iter_mut().zip([&download, &upload, &copy, &peer]) {
             *total += times.iter().sum::<f64>();
@@ -727,6 +742,11 @@ fn pin_moto_apart(endpoint: &str, audio_pid: u32) -> String {
     } else {
         "not pinned (taskset or pgrep failed): moto and the clients share every CPU".into()
     }
+}
+
+/// Writes back what the last measurement left dirty in the page cache (`sync`).
+fn flush_disks() {
+    let _ = Command::new("sync").status();
 }
 
 /// Runs `measure <kind> <len> <tag>` in a fresh process and returns its report.
