@@ -339,17 +339,7 @@ async fn a_stored_asset_is_never_copied_again() {
 #[tokio::test]
 async fn twenty_concurrent_attempts_upload_once() {
     let kit = Kit::new().await;
-    kit.s3
-        .put_bucket_versioning()
-        .bucket(&kit.bucket)
-        .versioning_configuration(
-            aws_sdk_s3::types::VersioningConfiguration::builder()
-                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("enable versioning");
+    kit.keep_versions().await;
     let path = "/ok/3000000/race.mp3";
     let asset = kit.asset(path).await;
     let mut attempts = tokio::task::JoinSet::new();
@@ -368,14 +358,7 @@ async fn twenty_concurrent_attempts_upload_once() {
     }
     assert_eq!(stored, 1);
     assert_eq!(kit.server.hits(path), 1);
-    let versions = kit
-        .s3
-        .list_object_versions()
-        .bucket(&kit.bucket)
-        .send()
-        .await
-        .expect("list versions");
-    assert_eq!(versions.versions().len(), 1, "one upload, one version");
+    assert_eq!(kit.versions().await, 1, "one upload, one version");
 }
 
 #[tokio::test]
@@ -421,17 +404,7 @@ async fn a_live_lease_blocks_and_an_expired_one_is_taken_over() {
 #[tokio::test]
 async fn attempts_from_the_same_stream_image_upload_once_and_leave_no_parts() {
     let kit = Kit::new().await;
-    kit.s3
-        .put_bucket_versioning()
-        .bucket(&kit.bucket)
-        .versioning_configuration(
-            aws_sdk_s3::types::VersioningConfiguration::builder()
-                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("enable versioning");
+    kit.keep_versions().await;
     // 20 MiB with a Content-Length: each attempt's upload is created while it claims.
     let path = "/ok/20971520/seen-race.wav";
     let asset = kit.asset(path).await;
@@ -456,14 +429,7 @@ async fn attempts_from_the_same_stream_image_upload_once_and_leave_no_parts() {
             audio_server::sha256("seen-race.wav", 20_971_520)
         )]
     );
-    let versions = kit
-        .s3
-        .list_object_versions()
-        .bucket(&kit.bucket)
-        .send()
-        .await
-        .expect("list versions");
-    assert_eq!(versions.versions().len(), 1, "one upload, one version");
+    assert_eq!(kit.versions().await, 1, "one upload, one version");
     assert_eq!(
         kit.open_uploads().await,
         0,

@@ -292,6 +292,35 @@ impl Kit {
             .uploads()
             .len()
     }
+
+    /// Keeps every version of every object, so that a second upload shows.
+    #[allow(dead_code)]
+    pub async fn keep_versions(&self) {
+        self.s3
+            .put_bucket_versioning()
+            .bucket(&self.bucket)
+            .versioning_configuration(
+                aws_sdk_s3::types::VersioningConfiguration::builder()
+                    .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("enable versioning");
+    }
+
+    /// How many versions of objects the bucket holds.
+    #[allow(dead_code)]
+    pub async fn versions(&self) -> usize {
+        self.s3
+            .list_object_versions()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .expect("list versions")
+            .versions()
+            .len()
+    }
 }
 
 pub fn now_secs() -> u64 {
