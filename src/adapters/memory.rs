@@ -62,6 +62,27 @@ impl MemoryTable {
         self.lock().get(&(pk.to_owned(), sk.to_owned())).cloned()
     }
 
+    /// FAILED or EXPIRED under the lease, with the attempt's count and error.
+    fn mark_ended(
+        &self,
+        asset: &AssetKey,
+        owner: &str,
+        state: AssetState,
+        attempts: u32,
+        error: &str,
+        now: u64,
+    ) -> bool {
+        self.under_lease(asset, owner, |item| {
+            item.insert("state".into(), json!(state));
+            item.insert("attempts".into(), json!(attempts));
+            item.insert("last_error".into(), json!(error));
+            item.insert("last_attempt_at".into(), json!(now));
+            item.insert(state.ended_at().into(), json!(now));
+            item.insert("next_try_at".into(), json!(now));
+            remove(item, &["lease_owner", "lease_until"]);
+        })
+    }
+
     /// One conditional update of an asset item under its lease: `change` runs only while
     /// `owner` holds the lease and the asset is PENDING.
     fn under_lease(&self, asset: &AssetKey, owner: &str, change: impl FnOnce(&mut Item)) -> bool {
@@ -318,15 +339,7 @@ impl AssetStore for MemoryTable {
         error: &str,
         now: u64,
     ) -> Result<bool> {
-        Ok(self.under_lease(asset, owner, |item| {
-            item.insert("state".into(), json!(AssetState::Failed));
-            item.insert("attempts".into(), json!(attempts));
-            item.insert("last_error".into(), json!(error));
-            item.insert("last_attempt_at".into(), json!(now));
-            item.insert("failed_at".into(), json!(now));
-            item.insert("next_try_at".into(), json!(now));
-            remove(item, &["lease_owner", "lease_until"]);
-        }))
+        Ok(self.mark_ended(asset, owner, AssetState::Failed, attempts, error, now))
     }
 
     async fn mark_expired(
@@ -337,15 +350,7 @@ impl AssetStore for MemoryTable {
         error: &str,
         now: u64,
     ) -> Result<bool> {
-        Ok(self.under_lease(asset, owner, |item| {
-            item.insert("state".into(), json!(AssetState::Expired));
-            item.insert("attempts".into(), json!(attempts));
-            item.insert("last_error".into(), json!(error));
-            item.insert("last_attempt_at".into(), json!(now));
-            item.insert("expired_at".into(), json!(now));
-            item.insert("next_try_at".into(), json!(now));
-            remove(item, &["lease_owner", "lease_until"]);
-        }))
+        Ok(self.mark_ended(asset, owner, AssetState::Expired, attempts, error, now))
     }
 
     async fn release(&self, asset: &AssetKey, owner: &str) -> Result<bool> {

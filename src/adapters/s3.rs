@@ -770,7 +770,7 @@ impl Parts {
         uploads: &mut JoinSet<Result<UploadedPart>>,
         room: usize,
     ) -> Result<()> {
-        while self.held > 0 && self.held > room {
+        while self.held > room {
             match uploads.join_next().await {
                 Some(joined) => self.settle(joined)?,
                 None => break,

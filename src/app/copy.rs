@@ -429,7 +429,6 @@ impl<P: Ports> CopyEngine<P> {
         mut gate: watch::Receiver<Option<bool>>,
         stop: Option<Instant>,
     ) -> Result<(Written, String)> {
-        let not_ours = || Error::source("the lease was not taken: nothing uploaded");
         let opened = tokio::select! {
             opened = self.open(seen, stop) => opened,
             // Refused before the download answered: no need to wait for it.
@@ -581,6 +580,11 @@ impl<P: Ports> CopyEngine<P> {
     }
 }
 
+/// What a prepared copy ends with when the lease went elsewhere (never recorded).
+fn not_ours() -> Error {
+    Error::source("the lease was not taken: nothing uploaded")
+}
+
 /// A download whose body waits for a go-ahead: the sink may prepare (create its upload, open
 /// a part's request) but receives no byte before the lease is ours, and an error if it is not.
 struct Gated<D> {
@@ -599,7 +603,7 @@ impl<D: Download> ChunkSource for Gated<D> {
                 .ok()
                 .and_then(|go| *go);
             if go != Some(true) {
-                return Err(Error::source("the lease was not taken: nothing uploaded"));
+                return Err(not_ours());
             }
             self.open = true;
         }

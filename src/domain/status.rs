@@ -120,6 +120,15 @@ impl AssetState {
             AssetState::Expired => "EXPIRED",
         }
     }
+
+    /// The attribute that says when an asset reached this state, for the states that end
+    /// attempts without a copy (FAILED, EXPIRED); STORED has its own fields.
+    pub fn ended_at(self) -> &'static str {
+        match self {
+            AssetState::Expired => "expired_at",
+            _ => "failed_at",
+        }
+    }
 }
 
 /// The `item_type` of every table item.

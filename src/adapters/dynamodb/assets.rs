@@ -26,6 +26,35 @@ struct Listed {
     sk: String,
 }
 
+impl DynamoTable {
+    /// FAILED or EXPIRED under the lease: the attempt's count and error, and when it ended
+    /// (`failed_at` / `expired_at`).
+    async fn mark_ended(
+        &self,
+        asset: &AssetKey,
+        owner: &str,
+        state: AssetState,
+        attempts: u32,
+        error: &str,
+        now: u64,
+    ) -> Result<bool> {
+        let ended_at = state.ended_at();
+        let request = self
+            .client
+            .update_item()
+            .update_expression(format!(
+                "SET #state = :state, attempts = :attempts, last_error = :error, \
+                 last_attempt_at = :now, {ended_at} = :now, next_try_at = :now \
+                 REMOVE lease_owner, lease_until"
+            ))
+            .expression_attribute_values(":state", s(state.as_str()))
+            .expression_attribute_values(":attempts", n(u64::from(attempts)))
+            .expression_attribute_values(":error", s(error))
+            .expression_attribute_values(":now", n(now));
+        self.under_lease(request, asset, owner).await
+    }
+}
+
 impl AssetStore for DynamoTable {
     /// Takes the lease if the asset is PENDING, due and not leased by anyone else; the
     /// condition makes concurrent claims race inside DynamoDB, where exactly one wins.
@@ -226,19 +255,8 @@ impl AssetStore for DynamoTable {
         error: &str,
         now: u64,
     ) -> Result<bool> {
-        let request = self
-            .client
-            .update_item()
-            .update_expression(
-                "SET #state = :failed, attempts = :attempts, last_error = :error, \
-                 last_attempt_at = :now, failed_at = :now, next_try_at = :now \
-                 REMOVE lease_owner, lease_until",
-            )
-            .expression_attribute_values(":failed", s(AssetState::Failed.as_str()))
-            .expression_attribute_values(":attempts", n(u64::from(attempts)))
-            .expression_attribute_values(":error", s(error))
-            .expression_attribute_values(":now", n(now));
-        self.under_lease(request, asset, owner).await
+        self.mark_ended(asset, owner, AssetState::Failed, attempts, error, now)
+            .await
     }
 
     /// EXPIRED: its deadline passed before a copy succeeded.
@@ -250,19 +268,8 @@ impl AssetStore for DynamoTable {
         error: &str,
         now: u64,
     ) -> Result<bool> {
-        let request = self
-            .client
-            .update_item()
-            .update_expression(
-                "SET #state = :expired, attempts = :attempts, last_error = :error, \
-                 last_attempt_at = :now, expired_at = :now, next_try_at = :now \
-                 REMOVE lease_owner, lease_until",
-            )
-            .expression_attribute_values(":expired", s(AssetState::Expired.as_str()))
-            .expression_attribute_values(":attempts", n(u64::from(attempts)))
-            .expression_attribute_values(":error", s(error))
-            .expression_attribute_values(":now", n(now));
-        self.under_lease(request, asset, owner).await
+        self.mark_ended(asset, owner, AssetState::Expired, attempts, error, now)
+            .await
     }
 
     /// Gives the lease up without counting an attempt (the time budget ran out).
