@@ -83,7 +83,10 @@ fn path_for(label: &str, len: u64, name: &str) -> String {
         "flaky" => format!("/flaky/1/{len}/{name}"),
         "reset" => format!("/reset/{len}/{name}"),
         "short" => format!("/short/{len}/{name}"),
-        "stall" => format!("/stall/1500/{len}/{name}"),
+        // Stalls mid-body far longer than the read timeout, and longer than any claim under
+        // faults: a download opened beside its claim only reads once the lease is taken, and a
+        // shorter stall could pass while it waits.
+        "stall" => format!("/stall/60000/{len}/{name}"),
         "status500" => format!("/status/500/{name}"),
         _ => format!("/ok/{len}/{name}"),
     }
