@@ -4,8 +4,9 @@
 //!
 //! - the **floor** is the slower of a plain download of the same file from the same local
 //!   server to nowhere (reqwest, streamed), and the fastest plain upload of the same bytes:
-//!   already in memory, to the same moto S3 through the AWS SDK directly, in parts of the
-//!   sink's size with as many in flight as the sink keeps (one PutObject up to one part);
+//!   already in memory, to the same moto S3 through the AWS SDK directly, as the sink sends
+//!   it (one PutObject up to the sink's single-PutObject size, else in parts of the sink's
+//!   size with as many in flight as the sink keeps);
 //! - the **peer** is `benches/peer_boto3.py copy`: boto3's `upload_fileobj` streaming the same
 //!   download (its defaults: 8 MiB parts, 10 in flight), hashing it on the way as the copy does,
 //!   in its own Python process (its peak RSS is that process's).
@@ -20,7 +21,8 @@
 //! Run: `make bench-copy` (or `cargo bench --bench copy_memory`). `BENCH_MIB=10,100` picks other
 //! sizes, `BENCH_ROUNDS=n` runs every size n times (default 5, 3 and 1 for the three sizes; the
 //! table gives medians and the highest peak RSS), `BENCH_PARTS_IN_FLIGHT=n` sets the copy's and
-//! the floor's parts in flight and `BENCH_PART_MIB=n` their part size (default: the sink's,
+//! the floor's parts in flight, `BENCH_PART_MIB=n` their part size and
+//! `BENCH_SINGLE_PUT_MIB=n` the largest file sent as one PutObject (default: the sink's,
 //! `S3SinkOptions::default()`).
 //!
 //! Every measurement runs in a fresh child process (this binary with `measure`, or the peer),
@@ -79,7 +81,8 @@ const FILE_NAME: &str = "bench.wav";
 const RESULT_TAG: &str = "BENCH-RESULT ";
 
 /// What the parent tells each measuring child (environment variables).
-const ENV_MOTO: &str = "BENCH_MOTO_ENDPOINT";
+const ENV_S3: &str = "BENCH_S3_ENDPOINT";
+const ENV_DYNAMO: &str = "BENCH_DYNAMO_ENDPOINT";
 const ENV_AUDIO_PORT: &str = "BENCH_AUDIO_PORT";
 const ENV_TABLE: &str = "BENCH_TABLE";
 const ENV_BUCKET: &str = "BENCH_BUCKET";
@@ -87,6 +90,8 @@ const ENV_BUCKET: &str = "BENCH_BUCKET";
 const ENV_PARTS: &str = "BENCH_PARTS_IN_FLIGHT";
 /// And the part size, in MiB.
 const ENV_PART_MIB: &str = "BENCH_PART_MIB";
+/// And the largest file sent as one PutObject, in MiB.
+const ENV_SINGLE_PUT_MIB: &str = "BENCH_SINGLE_PUT_MIB";
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -138,7 +143,8 @@ fn serve_audio() {
     });
 }
 
-/// The sink's settings, with `BENCH_PARTS_IN_FLIGHT` and `BENCH_PART_MIB` if set.
+/// The sink's settings, with `BENCH_PARTS_IN_FLIGHT`, `BENCH_PART_MIB` and
+/// `BENCH_SINGLE_PUT_MIB` if set.
 fn sink_options() -> S3SinkOptions {
     let mut options = S3SinkOptions::default();
     if let Ok(text) = std::env::var(ENV_PARTS) {
@@ -150,6 +156,13 @@ fn sink_options() -> S3SinkOptions {
     if let Ok(text) = std::env::var(ENV_PART_MIB) {
         let mib: usize = text.trim().parse().expect("BENCH_PART_MIB: MiB per part");
         options.part_size = mib * MIB as usize;
+    }
+    if let Ok(text) = std::env::var(ENV_SINGLE_PUT_MIB) {
+        let mib: usize = text
+            .trim()
+            .parse()
+            .expect("BENCH_SINGLE_PUT_MIB: MiB sent as one PutObject");
+        options.single_put_max = mib * MIB as usize;
     }
     options.clamped()
 }
@@ -174,7 +187,7 @@ struct Row {
 /// Where the measuring children find everything.
 struct Setup {
     env: Vec<(&'static str, String)>,
-    endpoint: String,
+    s3_endpoint: String,
     bucket: String,
     port: String,
 }
@@ -189,20 +202,31 @@ async fn run() {
 
     let (mut audio, port) = start_audio_server();
     let setup_started = Instant::now();
-    let endpoint = support::endpoint();
-    let (table, bucket) = tokio::join!(support::fresh_table(), support::fresh_bucket());
-    let pinned = pin_moto_apart(&endpoint, audio.id());
+    // S3 and DynamoDB get a moto server each, as they are separate services in AWS: what the
+    // copy asks of DynamoDB is not queued behind its own parts.
+    let dynamo_endpoint = support::endpoint();
+    let s3_endpoint = support::second_endpoint();
+    let (table, bucket) = tokio::join!(
+        support::fresh_table(),
+        support::fresh_bucket_at(&s3_endpoint)
+    );
+    let pinned = pin_moto_apart(&s3_endpoint, &dynamo_endpoint, audio.id());
     let setup_secs = setup_started.elapsed().as_secs_f64();
     let setup = Setup {
         env: vec![
-            (ENV_MOTO, endpoint.clone()),
+            (ENV_S3, s3_endpoint.clone()),
+            (ENV_DYNAMO, dynamo_endpoint),
             (ENV_AUDIO_PORT, port.clone()),
             (ENV_TABLE, table),
             (ENV_BUCKET, bucket.clone()),
             (ENV_PARTS, options.parts_in_flight.to_string()),
             (ENV_PART_MIB, (options.part_size / MIB as usize).to_string()),
+            (
+                ENV_SINGLE_PUT_MIB,
+                (options.single_put_max / MIB as usize).to_string(),
+            ),
         ],
-        endpoint,
+        s3_endpoint,
         bucket: bucket.clone(),
         port,
     };
@@ -221,7 +245,7 @@ async fn run() {
     measure_in_child(&setup.env, "upload", warm, "warm-u");
     measure_in_child(&setup.env, "copy", warm, "warm-c");
     measure_peer(&setup, warm, "warm-p");
-    empty_bucket(&bucket).await;
+    empty_bucket(&setup).await;
 
     let fixed = fixed_cost(&setup);
 
@@ -255,7 +279,7 @@ async fn run() {
                     2 => measure_in_child(&setup.env, "copy", len, &format!("c{mib}-{round}")),
                     _ => measure_peer(&setup, len, &format!("p{mib}-{round}")),
                 };
-                empty_bucket(&bucket).await;
+                empty_bucket(&setup).await;
                 flush_disks();
             }
             let [d, u, c, p] = reports;
@@ -306,7 +330,7 @@ async fn run() {
             download_secs: median(&mut download),
             upload_secs: median(&mut upload),
         });
-        empty_bucket(&bucket).await;
+        empty_bucket(&setup).await;
     }
     drop(audio.stdin.take());
     let _ = audio.wait();
@@ -335,7 +359,7 @@ async fn run() {
 fn print_table(rows: &[Row], options: S3SinkOptions) {
     let parts = options.parts_in_flight;
     println!(
-        "| file | runs | copy MiB/s | copy peak RSS MiB (before copy) | boto3 peer MiB/s | peer peak RSS MiB (before) | copy/peer | download MiB/s | upload MiB/s ({parts} parts in flight) | floor MiB/s | copy/floor |"
+        "| file | runs | copy MiB/s | copy peak RSS MiB (before copy) | boto3 peer MiB/s | peer peak RSS MiB (before) | copy/peer | download MiB/s | upload MiB/s (as the sink sends it) | floor MiB/s | copy/floor |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let (mut rss_met, mut floor_met, mut peer_met) = (true, true, true);
@@ -352,6 +376,11 @@ fn print_table(rows: &[Row], options: S3SinkOptions) {
         };
         let ratio = copy / floor;
         let vs_peer = copy / peer;
+        let how = if row.mib * MIB <= options.single_put_max as u64 {
+            "one PutObject".to_owned()
+        } else {
+            format!("{parts} parts in flight")
+        };
         let peer_applies = row.mib >= PEER_TARGET_FROM_MIB;
         rss_met &= row.copy_peak_mib < RSS_TARGET_MIB;
         floor_met &= ratio >= FLOOR_TARGET;
@@ -372,7 +401,7 @@ fn print_table(rows: &[Row], options: S3SinkOptions) {
                 part: "copy",
                 figure: format!("{label}: throughput (median of {})", row.runs),
                 measured: format!("{copy:.1} MiB/s"),
-                floor: format!("{floor:.1} MiB/s ({which}, {parts} parts in flight)"),
+                floor: format!("{floor:.1} MiB/s ({which}, {how})"),
                 vs_floor: format!("{:.0}%", ratio * 100.0),
                 target,
             },
@@ -416,11 +445,14 @@ fn print_table(rows: &[Row], options: S3SinkOptions) {
         verdict(peer_met)
     );
     println!(
-        "Parts of {} MiB, {parts} in flight, each going up while it is read (the source \
-         announces its length): the sink holds at most {} MiB of parts ((parts in flight + 1) x \
-         part size, for a body of unknown length, each part read whole first). The peer: boto3 upload_fileobj with its \
-         defaults (8 MiB parts, 10 in flight). Times are medians of the runs; peak RSS is the \
-         highest VmHWM of the copying processes (one fresh process per run).",
+        "Files up to {} MiB go up as one PutObject, larger ones in parts of {} MiB, {parts} in \
+         flight; either way the bytes go up while they are read (the source announces its \
+         length). The sink holds at most {} MiB ((parts in flight + 1) x part size, for a body \
+         of unknown length, each part read whole first). The peer: boto3 upload_fileobj with \
+         its defaults (multipart from 8 MiB, 8 MiB parts, 10 in flight). Times are medians of \
+         the runs; peak RSS is the highest VmHWM of the copying processes (one fresh process \
+         per run).",
+        options.single_put_max / MIB as usize,
         options.part_size / MIB as usize,
         options.memory_bound() / MIB as usize,
     );
@@ -637,7 +669,7 @@ fn explain(name: &str, nth: usize) -> (String, &'static str) {
         ("source GET", _) => (
             "source GET, to the response headers".into(),
             "the download (its Content-Length and Content-Type); sent beside the claim, from the \
-             stream record's image, and its body waits for the lease",
+             stream record's image, and its end waits for the lease",
         ),
         ("source body", _) => (
             "source body, to its verified end".into(),
@@ -645,7 +677,12 @@ fn explain(name: &str, nth: usize) -> (String, &'static str) {
         ),
         ("PutObject", _) => (
             "S3 PutObject".into(),
-            "the upload, with its metadata and the sha256 tag in the same request",
+            "the upload, with its metadata, sent while the body is read; S3 gets its last bytes \
+             once the body has reached its verified end and the lease is ours",
+        ),
+        ("PutObjectTagging", _) => (
+            "S3 PutObjectTagging: the sha256 tag".into(),
+            "the hash, known once the body is read; sent beside the STORED write",
         ),
         (other, _) => (
             format!("{other} (unexpected)"),
@@ -703,27 +740,30 @@ fn start_audio_server() -> (Child, String) {
 }
 
 /// moto stands in for S3, whose CPU is not the copier's: on a machine of few cores, every
-/// cycle the copy spends hashing and reading its source would otherwise be taken from moto,
-/// and count against the copy twice. So moto (its processes and threads) gets CPU 0 and
-/// everything measured (this process, its children, the audio server, the peer) the others.
-/// `BENCH_PIN=0` leaves them all to the scheduler. Returns what was done, for the report.
-fn pin_moto_apart(endpoint: &str, audio_pid: u32) -> String {
+/// cycle the copy spends hashing and reading its source would otherwise be taken from S3's
+/// moto, and count against the copy twice. So S3's moto (its processes and threads) gets CPU 0
+/// and everything else (this process, its children, the audio server, the peer, and
+/// DynamoDB's moto, idle while parts go up) the others. `BENCH_PIN=0` leaves them all to the
+/// scheduler. Returns what was done, for the report.
+fn pin_moto_apart(s3_endpoint: &str, dynamo_endpoint: &str, audio_pid: u32) -> String {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     if cpus < 2 || std::env::var("BENCH_PIN").is_ok_and(|v| v == "0") {
-        return "not pinned: moto and the clients share every CPU".into();
+        return "not pinned: the moto servers and the clients share every CPU".into();
     }
-    let port = endpoint.rsplit(':').next().unwrap_or_default();
-    let found = Command::new("pgrep")
-        .args(["-f", &format!("moto_atomic.py 127.0.0.1 {port}")])
-        .output();
-    let moto: Vec<String> = found
-        .map(|out| {
-            String::from_utf8_lossy(&out.stdout)
-                .split_whitespace()
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
+    let pids_of = |endpoint: &str| -> Vec<String> {
+        let port = endpoint.rsplit(':').next().unwrap_or_default();
+        Command::new("pgrep")
+            .args(["-f", &format!("moto_atomic.py 127.0.0.1 {port}")])
+            .output()
+            .map(|out| {
+                String::from_utf8_lossy(&out.stdout)
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (s3, dynamo) = (pids_of(s3_endpoint), pids_of(dynamo_endpoint));
     let clients = format!("1-{}", cpus - 1);
     let pin = |list: &str, pid: &str| {
         Command::new("taskset")
@@ -733,14 +773,17 @@ fn pin_moto_apart(endpoint: &str, audio_pid: u32) -> String {
             .is_ok_and(|s| s.success())
     };
     let own = std::process::id().to_string();
-    let done = !moto.is_empty()
-        && moto.iter().all(|pid| pin("0", pid))
+    let done = !s3.is_empty()
+        && !dynamo.is_empty()
+        && s3.iter().all(|pid| pin("0", pid))
+        && dynamo.iter().all(|pid| pin(&clients, pid))
         && pin(&clients, &own)
         && pin(&clients, &audio_pid.to_string());
     if done {
-        format!("moto pinned to CPU 0, the clients to CPU {clients}")
+        format!("S3's moto pinned to CPU 0, DynamoDB's moto and the clients to CPU {clients}")
     } else {
-        "not pinned (taskset or pgrep failed): moto and the clients share every CPU".into()
+        "not pinned (taskset or pgrep failed): the moto servers and the clients share every CPU"
+            .into()
     }
 }
 
@@ -771,8 +814,9 @@ fn measure_in_child(env: &[(&str, String)], kind: &str, len: u64, tag: &str) -> 
     serde_json::from_str(line).expect("a JSON result")
 }
 
-async fn empty_bucket(bucket: &str) {
-    let s3 = support::s3().await;
+async fn empty_bucket(setup: &Setup) {
+    let s3 = support::s3_for(&support::sdk_config_for(&setup.s3_endpoint));
+    let bucket = &setup.bucket;
     let listed = s3
         .list_objects_v2()
         .bucket(bucket)
@@ -811,7 +855,7 @@ fn measure_peer(setup: &Setup, len: u64, tag: &str) -> Value {
         &[
             "copy",
             "--endpoint",
-            &setup.endpoint,
+            &setup.s3_endpoint,
             "--bucket",
             &setup.bucket,
             "--key",
@@ -1080,10 +1124,10 @@ fn operation(context: &BeforeSerializationInterceptorContextRef<'_>) -> &'static
 /// The copy engine, as the stream copier runs it (from the record's image): claim, download,
 /// upload, mark STORED.
 async fn measure_copy(len: u64, tag: &str) -> Value {
-    let sdk = support::sdk_config_for(&env(ENV_MOTO));
+    let sdk = support::sdk_config_for(&env(ENV_S3));
     let timeline = Timeline::default();
     let dynamo = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(&sdk)
+        aws_sdk_dynamodb::config::Builder::from(&support::sdk_config_for(&env(ENV_DYNAMO)))
             .interceptor(timeline.clone())
             .build(),
     );
@@ -1194,9 +1238,10 @@ async fn measure_download(len: u64) -> Value {
 
 /// The upload half of the floor: the same bytes, already in memory, into the same S3 through
 /// the SDK directly, in parts of the sink's size with as many in flight as the sink keeps
-/// (one PutObject up to one part), payloads unsigned as the sink sends them.
+/// (one PutObject up to the sink's single-PutObject size), payloads unsigned as the sink sends
+/// them.
 async fn measure_upload(len: u64, tag: &str) -> Value {
-    let s3 = s3_client_with(&support::sdk_config_for(&env(ENV_MOTO)), None);
+    let s3 = s3_client_with(&support::sdk_config_for(&env(ENV_S3)), None);
     let bucket = env(ENV_BUCKET);
     let key = format!("floor/{tag}/{FILE_NAME}");
     let body = Bytes::from(audio_server::body(FILE_NAME, len));
@@ -1204,7 +1249,7 @@ async fn measure_upload(len: u64, tag: &str) -> Value {
     let part = options.part_size;
 
     let started = Instant::now();
-    if len <= part as u64 {
+    if len <= options.single_put_max as u64 {
         s3.put_object()
             .bucket(&bucket)
             .key(&key)

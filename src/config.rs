@@ -31,6 +31,9 @@ pub struct CopyConfig {
     /// + 1) x part size. Unset: the sink's defaults (4 parts of 8 MiB).
     pub parts_in_flight: Option<usize>,
     pub part_size_mib: Option<usize>,
+    /// The largest file of known length sent as one PutObject (`COPY_SINGLE_PUT_MIB`, 1 to
+    /// 5120, within that memory bound). Unset: 16 MiB.
+    pub single_put_mib: Option<usize>,
     /// Backoff, the deadline rule and an optional cap on attempts.
     pub retry: RetryPolicy,
 }
@@ -113,6 +116,7 @@ impl Config {
                 max_asset_bytes: number(vars, "MAX_ASSET_BYTES", DEFAULT_MAX_ASSET_BYTES)?,
                 parts_in_flight: within(vars, "COPY_PARTS_IN_FLIGHT", 1..=64)?,
                 part_size_mib: within(vars, "COPY_PART_SIZE_MIB", 5..=5120)?,
+                single_put_mib: within(vars, "COPY_SINGLE_PUT_MIB", 1..=5120)?,
                 retry: retry_policy(vars)?,
             },
             musicgpt: musicgpt(vars)?,
@@ -459,25 +463,38 @@ mod tests {
     #[test]
     fn part_settings_are_optional_and_kept_within_limits() {
         let config = Config::from_vars(&HashMap::from([("TABLE_NAME", "t")])).expect("valid");
+        let copy = &config.copy;
         assert_eq!(
-            (config.copy.parts_in_flight, config.copy.part_size_mib),
-            (None, None)
+            (
+                copy.parts_in_flight,
+                copy.part_size_mib,
+                copy.single_put_mib
+            ),
+            (None, None, None)
         );
         let vars = HashMap::from([
             ("TABLE_NAME", "t"),
             ("COPY_PARTS_IN_FLIGHT", "2"),
             ("COPY_PART_SIZE_MIB", "16"),
+            ("COPY_SINGLE_PUT_MIB", "5"),
         ]);
         let config = Config::from_vars(&vars).expect("valid");
+        let copy = &config.copy;
         assert_eq!(
-            (config.copy.parts_in_flight, config.copy.part_size_mib),
-            (Some(2), Some(16))
+            (
+                copy.parts_in_flight,
+                copy.part_size_mib,
+                copy.single_put_mib
+            ),
+            (Some(2), Some(16), Some(5))
         );
         for (name, value) in [
             ("COPY_PARTS_IN_FLIGHT", "0"),
             ("COPY_PARTS_IN_FLIGHT", "65"),
             ("COPY_PART_SIZE_MIB", "4"),
             ("COPY_PART_SIZE_MIB", "8 MiB"),
+            ("COPY_SINGLE_PUT_MIB", "0"),
+            ("COPY_SINGLE_PUT_MIB", "5121"),
         ] {
             let vars = HashMap::from([("TABLE_NAME", "t"), (name, value)]);
             let err = Config::from_vars(&vars).expect_err(value);

@@ -135,7 +135,11 @@ impl App {
                 .part_size_mib
                 .map_or(default.part_size, |mib| mib * 1024 * 1024),
             parts_in_flight: copy.parts_in_flight.unwrap_or(default.parts_in_flight),
+            single_put_max: copy
+                .single_put_mib
+                .map_or(default.single_put_max, |mib| mib * 1024 * 1024),
         }
+        .clamped()
     }
 
     /// The copy engine: the table, `BUCKET_NAME`, the source guard, and verification through

@@ -1,10 +1,12 @@
-//! The sink's multipart path against moto through a proxy that fails chosen parts: a part that
-//! fails once is retried on its own (the SDK's retries) and the object is whole; a part that
-//! keeps failing aborts the upload with no parts left; parts go up several at once but never
-//! more than the sink is told; a body whose length is announced gets its upload created while
-//! its first part is read (each part going up while it is read), and that upload is aborted if
-//! the body fails or falls short of its length. (Memory under the bound is asserted by `make bench-copy`, from
-//! the copying process's peak RSS, not here.)
+//! The sink's uploads against moto through a proxy that fails chosen parts: a part that fails
+//! once is retried on its own (the SDK's retries) and the object is whole; a part that keeps
+//! failing aborts the upload with no parts left; parts go up several at once but never more
+//! than the sink is told; a body whose length is announced gets its upload created while its
+//! first part is read (each part going up while it is read), and that upload is aborted if the
+//! body fails or falls short of its length; a body announced within one PutObject goes up in
+//! one, is retried whole, and creates no object unless every byte came and nothing followed.
+//! (Memory under the bound is asserted by `make bench-copy`, from the copying process's peak
+//! RSS, not here.)
 
 mod support;
 
@@ -39,9 +41,9 @@ struct PartProxy {
 
 #[derive(Default)]
 struct ProxyState {
-    /// Part number -> (fault, how many more times).
+    /// Part number (0: a PutObject) -> (fault, how many more times).
     faults: Mutex<HashMap<u32, (Fault, u32)>>,
-    /// Part number -> UploadPart requests seen (failed ones included).
+    /// Part number (0: a PutObject) -> requests seen (failed ones included).
     attempts: Mutex<HashMap<u32, u32>>,
     in_flight: AtomicUsize,
     most_in_flight: AtomicUsize,
@@ -87,13 +89,22 @@ impl PartProxy {
         self.state.most_in_flight.load(Ordering::SeqCst)
     }
 
-    /// A sink whose S3 client goes through this proxy, with the SDK's default retries.
+    /// A sink whose S3 client goes through this proxy, with the SDK's default retries; bodies
+    /// over one part go up in parts.
     fn sink(&self, bucket: &str, parts_in_flight: usize) -> S3Sink {
+        self.sink_with(
+            bucket,
+            S3SinkOptions {
+                part_size: PART,
+                parts_in_flight,
+                single_put_max: PART,
+            },
+        )
+    }
+
+    fn sink_with(&self, bucket: &str, options: S3SinkOptions) -> S3Sink {
         let client = support::s3_for(&support::sdk_config_for(&self.endpoint));
-        S3Sink::new(client, bucket).with_options(S3SinkOptions {
-            part_size: PART,
-            parts_in_flight,
-        })
+        S3Sink::new(client, bucket).with_options(options)
     }
 }
 
@@ -143,6 +154,16 @@ impl Message {
         part.parse().ok()
     }
 
+    /// Whether this is a PutObject (the SDK names the operation in the query).
+    fn puts_object(&self) -> bool {
+        let line = self.first_line();
+        line.first() == Some(&"PUT")
+            && line
+                .get(1)
+                .and_then(|target| target.split_once('?'))
+                .is_some_and(|(_, query)| query.split('&').any(|p| p == "x-id=PutObject"))
+    }
+
     fn into_bytes(self) -> Vec<u8> {
         let mut raw = self.head.into_bytes();
         raw.extend_from_slice(&self.body);
@@ -157,7 +178,8 @@ async fn serve(mut client: TcpStream, upstream: &str, state: &ProxyState) {
             state.creates.fetch_add(1, Ordering::SeqCst);
         }
         let part = request.part_number();
-        let fault = part.and_then(|number| {
+        let numbered = part.or_else(|| request.puts_object().then_some(0));
+        let fault = numbered.and_then(|number| {
             *state
                 .attempts
                 .lock()
@@ -518,4 +540,84 @@ async fn an_upload_created_early_is_aborted_when_the_body_fails_or_falls_short()
     assert_eq!(stored(&bucket, "short.wav").await, None);
     assert_eq!(proxy.creates(), 2);
     assert_eq!(open_uploads(&bucket).await, 0);
+}
+
+/// A sink that sends bodies announced at up to three parts as one PutObject.
+fn single_put_sink(proxy: &PartProxy, bucket: &str) -> S3Sink {
+    proxy.sink_with(
+        bucket,
+        S3SinkOptions {
+            part_size: PART,
+            parts_in_flight: 2,
+            single_put_max: 3 * PART,
+        },
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_announced_within_one_put_goes_up_in_one_and_is_retried_whole() {
+    let proxy = PartProxy::start().await;
+    let bucket = support::fresh_bucket().await;
+    let len = 2 * PART + 99;
+    let (mut source, sha256) = body(len);
+    source.announced = Some(len as u64);
+    proxy.fail(0, Fault::Reset, 1);
+
+    let written = single_put_sink(&proxy, &bucket)
+        .write(&spec("one.wav"), &mut source, None)
+        .await
+        .expect("copied after one reset");
+
+    assert_eq!((written.size, &written.sha256), (len as u64, &sha256));
+    assert!(
+        !written.tagged,
+        "its hash was known only after its request went"
+    );
+    assert_eq!(stored(&bucket, "one.wav").await, Some((sha256, len)));
+    assert_eq!(
+        (proxy.creates(), proxy.attempts()),
+        (0, HashMap::from([(0, 2)])),
+        "one PutObject, sent again whole after the reset, and no multipart upload"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_sent_while_read_creates_nothing_unless_the_body_is_whole() {
+    let proxy = PartProxy::start().await;
+    let bucket = support::fresh_bucket().await;
+    let sink = single_put_sink(&proxy, &bucket);
+    let announced = 2 * PART as u64;
+
+    // Reset after most of the body went up.
+    let (mut failing, _) = body(2 * PART - 64 * 1024);
+    failing.announced = Some(announced);
+    failing.fails_at_end = true;
+    let err = sink
+        .write(&spec("reset.wav"), &mut failing, None)
+        .await
+        .expect_err("the body was cut");
+    assert!(err.is_retryable(), "{err}");
+
+    // Ends cleanly, one chunk short.
+    let (mut short, _) = body(2 * PART - 64 * 1024);
+    short.announced = Some(announced);
+    let err = sink
+        .write(&spec("short.wav"), &mut short, None)
+        .await
+        .expect_err("short of its announced length");
+    assert!(err.to_string().contains("of its 10485760"), "{err}");
+
+    // Every announced byte, then more: not the file that was announced.
+    let (mut long, _) = body(2 * PART + 1);
+    long.announced = Some(announced);
+    let err = sink
+        .write(&spec("long.wav"), &mut long, None)
+        .await
+        .expect_err("longer than announced");
+    assert!(err.to_string().contains("past its 10485760"), "{err}");
+
+    for key in ["reset.wav", "short.wav", "long.wav"] {
+        assert_eq!(stored(&bucket, key).await, None, "{key} left an object");
+    }
+    assert_eq!(proxy.creates(), 0);
 }

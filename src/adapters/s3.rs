@@ -1,17 +1,21 @@
-//! The object sink: writes a stream into S3 without ever holding the whole file. A body that
-//! fits one part goes up in one PutObject; anything larger is a multipart upload whose parts go
-//! up several at once while the download goes on being read, hashed and counted in order (see
+//! The object sink: writes a stream into S3 without ever holding the whole file (see
 //! [`S3SinkOptions`] for the memory this takes). When the source announced the body's length
-//! (a Content-Length it is held to), the upload is created at once and each part goes up while
-//! it is being read, its request fed chunk by chunk (the chunks are the download's own
-//! buffers, never copied); otherwise each part is read whole first, since only then is its
-//! length known. A failed part is retried on its own by the SDK, which sends it again from its
-//! start; once it fails for good the whole upload is aborted, after every part still in flight
-//! has been stopped, so that no parts are left behind.
+//! (a Content-Length it is held to), the bytes go up while they are read, each request fed
+//! chunk by chunk (the chunks are the download's own buffers, never copied): up to
+//! `single_put_max` as one PutObject, whose last bytes S3 gets only once the body is known to
+//! end there (so that a body short, long or refused creates nothing); anything larger as a
+//! multipart upload, created at once, whose parts go up several at once while the download goes
+//! on being read, hashed and counted in order. Without a length, a body that fits one part is
+//! read whole and sent in one PutObject, and a larger one goes up in parts, each read whole
+//! first since only then is its length known. A failed request is retried on its own by the
+//! SDK, which sends its body again from its start; once a part fails for good the whole upload
+//! is aborted, after every part still in flight has been stopped, so that no parts are left
+//! behind.
 //!
-//! Every object carries its SHA-256 as the tag `sha256` (and, when it went up in one PutObject,
-//! as `x-amz-meta-sha256` too): a multipart upload fixes its metadata before the hash is known,
-//! and rewriting metadata afterwards would copy the whole object server side.
+//! Every object carries its SHA-256 as the tag `sha256` (and, when it was read whole before its
+//! PutObject, as `x-amz-meta-sha256` too): an object sent while it is read fixes its metadata
+//! before the hash is known, and rewriting metadata afterwards would copy it server side, so
+//! its tag goes on once it exists ([`ObjectSink::tag`]).
 //!
 //! Bodies are sent with an unsigned payload (`UNSIGNED-PAYLOAD`): with the SDK's default
 //! checksums, which the sink gets in AWS, that is what the SDK sends anyway (a CRC32 trailer
@@ -41,8 +45,13 @@ use tracing::warn;
 use crate::app::ports::{ChunkSource, ObjectSink, ObjectSpec, Written};
 use crate::error::{Error, Result};
 
-/// Default part size of multipart uploads, and the largest body sent as one PutObject.
+/// Default part size of multipart uploads, and the largest body of unknown length sent as one
+/// PutObject.
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
+/// Default largest body of announced length sent as one PutObject: AWS's transfer managers
+/// switch to multipart at 16 MiB too, since below it a multipart upload's two extra round trips
+/// (create, complete) cost more than its parallel parts save.
+pub const SINGLE_PUT_MAX: usize = 16 * 1024 * 1024;
 /// Default number of parts uploading at once (benchmarked in docs/benchmarks.md: 4 reached
 /// moto's ceiling, more added memory and nothing else).
 pub const DEFAULT_PARTS_IN_FLIGHT: usize = 4;
@@ -72,11 +81,14 @@ const ABORT_TIMEOUT: Duration = Duration::from_secs(10);
 /// them, one uploading while the next is read).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct S3SinkOptions {
-    /// Bytes per part; also the largest body sent as one PutObject. Kept within S3's limits
-    /// (5 MiB to 5 GiB).
+    /// Bytes per part; also the largest body of unknown length sent as one PutObject. Kept
+    /// within S3's limits (5 MiB to 5 GiB).
     pub part_size: usize,
     /// Parts uploading at once while the next one is read (1 to 64).
     pub parts_in_flight: usize,
+    /// The largest body of announced length sent as one PutObject (held whole until S3 has
+    /// it, for the SDK's retries): kept within the memory bound.
+    pub single_put_max: usize,
 }
 
 impl Default for S3SinkOptions {
@@ -84,6 +96,7 @@ impl Default for S3SinkOptions {
         S3SinkOptions {
             part_size: PART_SIZE,
             parts_in_flight: DEFAULT_PARTS_IN_FLIGHT,
+            single_put_max: SINGLE_PUT_MAX,
         }
     }
 }
@@ -91,9 +104,13 @@ impl Default for S3SinkOptions {
 impl S3SinkOptions {
     /// The same, moved within S3's limits and the sink's.
     pub fn clamped(self) -> S3SinkOptions {
+        let part_size = self.part_size.clamp(MIN_PART_SIZE, MAX_PART_SIZE);
+        let parts_in_flight = self.parts_in_flight.clamp(1, MAX_PARTS_IN_FLIGHT);
+        let bound = (parts_in_flight + 1).saturating_mul(part_size);
         S3SinkOptions {
-            part_size: self.part_size.clamp(MIN_PART_SIZE, MAX_PART_SIZE),
-            parts_in_flight: self.parts_in_flight.clamp(1, MAX_PARTS_IN_FLIGHT),
+            part_size,
+            parts_in_flight,
+            single_put_max: self.single_put_max.min(bound).min(MAX_PART_SIZE),
         }
     }
 
@@ -222,14 +239,20 @@ impl ObjectSink for S3Sink {
         let first_size = plan.size_of(1);
         let announced = body.announced_len();
         let mut reader = PartReader::new(body);
-        // A body announced as longer than a part is cut at known lengths: its upload is
-        // created at once and every part goes up while it is being read.
-        if let Some(total) = announced.filter(|len| *len > first_size as u64) {
-            let started = self.start_upload(spec);
-            let cut = Cut::Announced(total);
-            return self
-                .upload_in_parts(spec, started, plan, cut, None, &mut reader, stop)
-                .await;
+        match announced {
+            Some(total) if total <= self.options.single_put_max as u64 => {
+                return self.put_streamed(spec, total, &mut reader, stop).await;
+            }
+            // Cut at known lengths: the upload is created at once and every part goes up
+            // while it is being read.
+            Some(total) => {
+                let started = self.start_upload(spec);
+                let cut = Cut::Announced(total);
+                return self
+                    .upload_in_parts(spec, started, plan, cut, None, &mut reader, stop)
+                    .await;
+            }
+            None => {}
         }
         let first = PartFill::default();
         let last = within(stop, reader.fill(&first, first_size, true)).await?;
@@ -372,6 +395,63 @@ impl S3Sink {
             .await
             .map_err(|e| Error::sink_from("PutObject", e))?;
         Ok(out.e_tag().unwrap_or_default().to_owned())
+    }
+
+    /// One PutObject of a body announced at `total` bytes, sent while it is read. Its last
+    /// chunk is held back until the body has reached its verified end: S3 creates the object
+    /// only once it has every announced byte, so a body that fails, falls short, goes on past
+    /// its length or is refused by its source's gate leaves nothing behind. Tagged afterwards.
+    async fn put_streamed<C: ChunkSource>(
+        &self,
+        spec: &ObjectSpec,
+        total: u64,
+        reader: &mut PartReader<'_, C>,
+        stop: Option<Instant>,
+    ) -> Result<Written> {
+        let fill = PartFill::default();
+        let request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&spec.key)
+            .content_type(&spec.content_type)
+            .content_length(total as i64)
+            .set_metadata(Some(spec.metadata.clone()))
+            .body(fill.body(total as usize))
+            .customize()
+            .disable_payload_signing();
+        let mut put = AbortOnDrop(tokio::spawn(request.send()));
+        let sent = |joined: std::result::Result<_, JoinError>| match joined {
+            Ok(Ok(out)) => Ok::<_, Error>(out),
+            Ok(Err(err)) => Err(Error::sink_from("PutObject", err)),
+            Err(err) => Err(Error::sink(format!("PutObject stopped: {err}"))),
+        };
+        let read = {
+            let read = within(stop, reader.fill_to_verified_end(&fill, total));
+            tokio::pin!(read);
+            tokio::select! {
+                read = &mut read => read,
+                // S3 answered before it had every byte: only an error can come that early.
+                joined = &mut put.0 => {
+                    fill.fail();
+                    sent(joined)?;
+                    return Err(Error::sink("PutObject answered before its body was sent"));
+                }
+            }
+        };
+        if let Err(err) = read {
+            // Dropping the request (with its last chunk unsent) ends it without an object.
+            fill.fail();
+            return Err(err);
+        }
+        let sha256 = reader.sha256_hex();
+        let out = within(stop, async { sent((&mut put.0).await) }).await?;
+        Ok(Written {
+            etag: out.e_tag().unwrap_or_default().to_owned(),
+            size: total,
+            sha256,
+            tagged: false,
+        })
     }
 
     async fn create_upload(&self, spec: &ObjectSpec) -> Result<String> {
@@ -660,10 +740,7 @@ where
                 }
                 if fill.len() < len {
                     fill.fail();
-                    return Err(Error::source(format!(
-                        "the body ended after {} of its {total} announced bytes",
-                        reader.size
-                    )));
+                    return Err(ended_short(reader.size, total));
                 }
                 fill.end(FillState::Complete);
                 reader.hash_read();
@@ -674,9 +751,7 @@ where
                 if read_beside(&mut parts, uploads, reader.at_end()).await? {
                     break;
                 }
-                return Err(Error::source(format!(
-                    "the body goes on past its {total} announced bytes"
-                )));
+                return Err(went_on(total));
             }
             Cut::AsRead => match first.take() {
                 Some(fill) => (fill, false),
@@ -936,6 +1011,37 @@ impl<'a, C: ChunkSource> PartReader<'a, C> {
         Ok(self.carry.is_none() && self.ended)
     }
 
+    /// Reads a whole body announced at `total` bytes into `fill`, every chunk as it comes but
+    /// the last, which goes in only once the body is known to end there: a request sending
+    /// `fill` cannot complete before then. The caller fails `fill` if this fails.
+    async fn fill_to_verified_end(&mut self, fill: &PartFill, total: u64) -> Result<()> {
+        let mut held: Option<Bytes> = None;
+        while self.size < total {
+            let Some(mut chunk) = self.take_chunk().await? else {
+                return Err(ended_short(self.size, total));
+            };
+            let room = total - self.size;
+            if chunk.len() as u64 > room {
+                self.carry = Some(chunk.split_off(room as usize));
+            }
+            self.size += chunk.len() as u64;
+            self.unhashed.push(chunk.clone());
+            if let Some(previous) = held.replace(chunk) {
+                fill.push(previous);
+            }
+            // Hashed once handed on: the request sends while this hashes.
+            self.hash_read();
+        }
+        if !self.at_end().await? {
+            return Err(went_on(total));
+        }
+        if let Some(last) = held {
+            fill.push(last);
+        }
+        fill.end(FillState::Complete);
+        Ok(())
+    }
+
     /// Whether the body has reached its verified end, with nothing more to read.
     async fn at_end(&mut self) -> Result<bool> {
         if self.carry.is_none() && !self.ended {
@@ -979,6 +1085,16 @@ async fn within<T>(stop: Option<Instant>, work: impl Future<Output = Result<T>>)
             .await
             .unwrap_or_else(|_| Err(Error::OutOfTime("time budget spent mid-copy".into()))),
     }
+}
+
+fn ended_short(read: u64, total: u64) -> Error {
+    Error::source(format!(
+        "the body ended after {read} of its {total} announced bytes"
+    ))
+}
+
+fn went_on(total: u64) -> Error {
+    Error::source(format!("the body goes on past its {total} announced bytes"))
 }
 
 fn completed(part: UploadedPart) -> CompletedPart {
@@ -1091,26 +1207,33 @@ mod tests {
         let options = S3SinkOptions {
             part_size: 1,
             parts_in_flight: 0,
+            single_put_max: usize::MAX,
         }
         .clamped();
         assert_eq!(
             (options.part_size, options.parts_in_flight),
             (MIN_PART_SIZE, 1)
         );
+        // A single PutObject is held whole: never more than the memory bound.
+        assert_eq!(options.single_put_max, 2 * MIN_PART_SIZE);
         let huge = S3SinkOptions {
             part_size: usize::MAX,
             parts_in_flight: usize::MAX,
+            single_put_max: usize::MAX,
         }
         .clamped();
         assert_eq!(huge.part_size, MAX_PART_SIZE);
         assert_eq!(huge.parts_in_flight, MAX_PARTS_IN_FLIGHT);
+        assert_eq!(huge.single_put_max, MAX_PART_SIZE);
         assert_eq!(S3SinkOptions::default().memory_bound(), 5 * PART_SIZE);
+        assert_eq!(S3SinkOptions::default().clamped(), S3SinkOptions::default());
 
         for options in [
             S3SinkOptions::default(),
             S3SinkOptions {
                 part_size: MIN_PART_SIZE,
                 parts_in_flight: 1,
+                single_put_max: 0,
             },
         ] {
             let plan = options.plan();

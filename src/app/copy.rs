@@ -198,10 +198,11 @@ impl<P: Ports> CopyEngine<P> {
     }
 
     /// One attempt at an asset whose item the trigger has already seen (a stream record's new
-    /// image): the download opens, and a large file's upload is created, while the lease is
-    /// taken; not a byte is uploaded before the lease is ours. A first claim only: an asset
-    /// tried before (or one to verify first, or whose item has changed since) takes the plain
-    /// path of [`CopyEngine::copy`].
+    /// image): the download and the upload start while the lease is taken, and the body's end
+    /// waits for it, so no object is created before the lease is ours (the sink creates one
+    /// only once it has read the body to its end); any other answer fails the body and leaves
+    /// nothing behind. A first claim only: an asset tried before (or one to verify first, or
+    /// whose item has changed since) takes the plain path of [`CopyEngine::copy`].
     pub async fn copy_seen(&self, seen: &AssetItem, stop: Option<Instant>) -> Result<CopyOutcome> {
         let asset = AssetKey {
             pk: seen.pk.clone(),
@@ -420,9 +421,9 @@ impl<P: Ports> CopyEngine<P> {
         self.write(item, &mut download, stop).await
     }
 
-    /// The copy of `seen` made while its lease is taken: the download opens at once, the sink
-    /// gets ready, and the body flows only once `gate` says the lease is ours (a `false` ends
-    /// it, uploading nothing).
+    /// The copy of `seen` made while its lease is taken: the download opens and the body flows
+    /// at once, and reaches its end only once `gate` says the lease is ours (a `false` fails
+    /// it, storing nothing).
     async fn transfer_gated(
         &self,
         seen: &AssetItem,
@@ -437,7 +438,6 @@ impl<P: Ports> CopyEngine<P> {
         let mut download = Gated {
             inner: opened?,
             gate,
-            open: false,
         };
         if *download.gate.borrow() == Some(false) {
             return Err(not_ours());
@@ -582,20 +582,25 @@ impl<P: Ports> CopyEngine<P> {
 
 /// What a prepared copy ends with when the lease went elsewhere (never recorded).
 fn not_ours() -> Error {
-    Error::source("the lease was not taken: nothing uploaded")
+    Error::source("the lease was not taken: nothing stored")
 }
 
-/// A download whose body waits for a go-ahead: the sink may prepare (create its upload, open
-/// a part's request) but receives no byte before the lease is ours, and an error if it is not.
+/// A download whose end waits for a go-ahead: its bytes flow at once (the sink sends them
+/// while the lease is taken), but the sink creates the object only once it has seen the end,
+/// which comes only once the lease is ours; a lease that is not ours fails the body instead.
 struct Gated<D> {
     inner: D,
     gate: watch::Receiver<Option<bool>>,
-    open: bool,
 }
 
 impl<D: Download> ChunkSource for Gated<D> {
     async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
-        if !self.open {
+        // Refused meanwhile: stop sending bytes that cannot be stored.
+        if *self.gate.borrow() == Some(false) {
+            return Err(not_ours());
+        }
+        let chunk = self.inner.next_chunk().await?;
+        if chunk.is_none() {
             let go = self
                 .gate
                 .wait_for(Option::is_some)
@@ -605,9 +610,8 @@ impl<D: Download> ChunkSource for Gated<D> {
             if go != Some(true) {
                 return Err(not_ours());
             }
-            self.open = true;
         }
-        self.inner.next_chunk().await
+        Ok(chunk)
     }
 
     fn announced_len(&self) -> Option<u64> {

@@ -36,10 +36,22 @@ struct Moto {
 }
 
 static MOTO: OnceLock<Moto> = OnceLock::new();
+static SECOND_MOTO: OnceLock<Moto> = OnceLock::new();
 
 /// The moto URL, e.g. `http://127.0.0.1:40123`; starts the server on first use.
 pub fn endpoint() -> String {
-    MOTO.get_or_init(start_moto).endpoint.clone()
+    MOTO.get_or_init(|| start_moto("moto_server"))
+        .endpoint
+        .clone()
+}
+
+/// Another moto server of its own, for a benchmark that gives S3 and DynamoDB separate
+/// servers as AWS does; starts it on first use.
+pub fn second_endpoint() -> String {
+    SECOND_MOTO
+        .get_or_init(|| start_moto("moto_server-second"))
+        .endpoint
+        .clone()
 }
 
 /// SDK configuration for the emulator. Built by hand rather than with `aws_config::defaults`
@@ -176,8 +188,13 @@ pub async fn fresh_table() -> String {
 
 /// Creates an empty bucket and returns its name.
 pub async fn fresh_bucket() -> String {
+    fresh_bucket_at(&endpoint()).await
+}
+
+/// The same, at another moto server.
+pub async fn fresh_bucket_at(endpoint: &str) -> String {
     let name = unique_name("bucket");
-    s3().await
+    s3_for(&sdk_config_for(endpoint))
         .create_bucket()
         .bucket(&name)
         .send()
@@ -387,7 +404,7 @@ fn unique_name(kind: &str) -> String {
     format!("test-{kind}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
-fn start_moto() -> Moto {
+fn start_moto(log_name: &str) -> Moto {
     let moto_server = find_moto_server();
     // Port 0 asks the OS for a free port; the listener closes before moto binds it.
     let port = TcpListener::bind("127.0.0.1:0")
@@ -397,7 +414,7 @@ fn start_moto() -> Moto {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     // moto logs every request: keep that out of the test output, but at hand for debugging.
     let log_path = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("moto_server-{}.log", std::process::id()));
+        .join(format!("{log_name}-{}.log", std::process::id()));
     let log = std::fs::File::create(&log_path).expect("create the moto_server log file");
     let guard_script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/moto_guard.py");
     // moto_atomic.py runs moto's app with DynamoDB requests made atomic, as the real
