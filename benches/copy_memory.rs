@@ -39,6 +39,7 @@ mod summary;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -512,23 +513,41 @@ fn fixed_cost(setup: &Setup) -> FixedCost {
             .collect();
         timelines.push(steps);
     }
-    let names: Vec<String> = timelines[0].iter().map(|s| s.0.clone()).collect();
-    for (round, timeline) in timelines.iter().enumerate() {
-        let these: Vec<&String> = timeline.iter().map(|s| &s.0).collect();
+    // Round trips that overlap may start in either order: each is known by its name and
+    // which of that name it is, and listed in round 0's order.
+    let keyed = |timeline: &[(String, f64, Option<f64>)]| {
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        timeline
+            .iter()
+            .map(|(name, ms, wire)| {
+                let nth = seen.entry(name.clone()).or_default();
+                *nth += 1;
+                ((name.clone(), *nth), (*ms, *wire))
+            })
+            .collect::<Vec<_>>()
+    };
+    let rounds: Vec<HashMap<(String, usize), (f64, Option<f64>)>> = timelines
+        .iter()
+        .map(|t| keyed(t).into_iter().collect())
+        .collect();
+    let keys: Vec<(String, usize)> = keyed(&timelines[0]).into_iter().map(|(k, _)| k).collect();
+    for (round, these) in rounds.iter().enumerate() {
+        let mut found: Vec<&(String, usize)> = these.keys().collect();
+        let mut expected: Vec<&(String, usize)> = keys.iter().collect();
+        found.sort();
+        expected.sort();
         assert_eq!(
-            these,
-            names.iter().collect::<Vec<_>>(),
+            found, expected,
             "round {round} of the 1-byte copy made other round trips than round 0"
         );
     }
-    let steps = names
+    let steps = keys
         .iter()
-        .enumerate()
-        .map(|(i, name)| {
-            let mut ms: Vec<f64> = timelines.iter().map(|t| t[i].1).collect();
-            let mut wire: Vec<f64> = timelines.iter().filter_map(|t| t[i].2).collect();
+        .map(|key| {
+            let mut ms: Vec<f64> = rounds.iter().map(|r| r[key].0).collect();
+            let mut wire: Vec<f64> = rounds.iter().filter_map(|r| r[key].1).collect();
             let wire = (!wire.is_empty()).then(|| median(&mut wire));
-            (name.clone(), median(&mut ms), wire)
+            (key.0.clone(), median(&mut ms), wire)
         })
         .collect();
     FixedCost {
