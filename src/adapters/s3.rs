@@ -444,6 +444,7 @@ impl S3Sink {
             fill.fail();
             return Err(err);
         }
+        // S3 takes the object in meanwhile: the hash costs the copy no time.
         let sha256 = reader.sha256_hex();
         let out = within(stop, async { sent((&mut put.0).await) }).await?;
         Ok(Written {
@@ -1013,7 +1014,8 @@ impl<'a, C: ChunkSource> PartReader<'a, C> {
 
     /// Reads a whole body announced at `total` bytes into `fill`, every chunk as it comes but
     /// the last, which goes in only once the body is known to end there: a request sending
-    /// `fill` cannot complete before then. The caller fails `fill` if this fails.
+    /// `fill` cannot complete before then. The caller fails `fill` if this fails, and hashes
+    /// the body afterwards, while S3 stores it.
     async fn fill_to_verified_end(&mut self, fill: &PartFill, total: u64) -> Result<()> {
         let mut held: Option<Bytes> = None;
         while self.size < total {
@@ -1029,8 +1031,6 @@ impl<'a, C: ChunkSource> PartReader<'a, C> {
             if let Some(previous) = held.replace(chunk) {
                 fill.push(previous);
             }
-            // Hashed once handed on: the request sends while this hashes.
-            self.hash_read();
         }
         if !self.at_end().await? {
             return Err(went_on(total));
