@@ -261,8 +261,12 @@ async fn run() {
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut peak, mut before, mut peer_peak, mut peer_before) =
             (0.0_f64, 0.0_f64, 0.0_f64, 0.0_f64);
-        // Untimed: the audio server makes the file once, then serves it from memory.
+        // Untimed: the audio server makes the file once, then serves it from memory; moto's
+        // first upload of a new size is slower (its memory grows to it), whoever sends it.
         measure_in_child(&setup.env, "download", len, &format!("warm-d{mib}"));
+        measure_in_child(&setup.env, "upload", len, &format!("warm-u{mib}"));
+        empty_bucket(&setup).await;
+        flush_disks();
         for round in 0..rounds {
             // Alternating the four within a round spreads any change in load over all of them,
             // and the order turns round every other round (D U C P, then P C U D) so that none
@@ -295,6 +299,7 @@ async fn run() {
             }
             if round == 0 {
                 eprintln!("    the copy's round trips: {}", steps_summary(&c));
+                eprintln!("    the floor's upload: {}", steps_summary(&u));
             }
             download.push(secs(&d));
             upload.push(secs(&u));
@@ -1219,13 +1224,19 @@ async fn measure_copy(len: u64, tag: &str) -> Value {
     let started = Instant::now();
     let outcome = engine.copy_seen(&seen, None).await.expect("copy");
     let secs = started.elapsed().as_secs_f64();
-    let steps = timeline.stop();
+    let steps = steps_json(&timeline.stop());
     let peak = proc_status_kib("VmHWM");
     let CopyOutcome::Stored { size, sha256 } = &outcome else {
         panic!("the copy did not store the file: {outcome:?}");
     };
     assert_eq!(*size, len, "stored size");
-    let steps: Vec<Value> = steps
+    json!({
+        "secs": secs, "peak_kib": peak, "before_kib": before, "sha256": sha256, "steps": steps,
+    })
+}
+
+fn steps_json(steps: &[Step]) -> Vec<Value> {
+    steps
         .iter()
         .map(|s| {
             json!({
@@ -1235,10 +1246,7 @@ async fn measure_copy(len: u64, tag: &str) -> Value {
                 "wire_ms": s.wire_ms,
             })
         })
-        .collect();
-    json!({
-        "secs": secs, "peak_kib": peak, "before_kib": before, "sha256": sha256, "steps": steps,
-    })
+        .collect()
 }
 
 /// The download half of the floor: the same file from the same server, to nowhere.
@@ -1266,13 +1274,15 @@ async fn measure_download(len: u64) -> Value {
 /// (one PutObject up to the sink's single-PutObject size), payloads unsigned as the sink sends
 /// them.
 async fn measure_upload(len: u64, tag: &str) -> Value {
-    let s3 = s3_client_with(&support::sdk_config_for(&env(ENV_S3)), None);
+    let timeline = Timeline::default();
+    let s3 = s3_client_with(&support::sdk_config_for(&env(ENV_S3)), Some(&timeline));
     let bucket = env(ENV_BUCKET);
     let key = format!("floor/{tag}/{FILE_NAME}");
     let body = Bytes::from(audio_server::body(FILE_NAME, len));
     let options = sink_options();
     let part = options.part_size;
 
+    timeline.start();
     let started = Instant::now();
     if len <= options.single_put_max as u64 {
         s3.put_object()
@@ -1344,6 +1354,7 @@ async fn measure_upload(len: u64, tag: &str) -> Value {
             .expect("CompleteMultipartUpload");
     }
     let secs = started.elapsed().as_secs_f64();
+    let steps = steps_json(&timeline.stop());
 
     let head = s3
         .head_object()
@@ -1353,7 +1364,7 @@ async fn measure_upload(len: u64, tag: &str) -> Value {
         .await
         .expect("HeadObject");
     assert_eq!(head.content_length(), Some(len as i64), "uploaded bytes");
-    json!({ "secs": secs })
+    json!({ "secs": secs, "steps": steps })
 }
 
 /// A `kB` line of /proc/self/status, in KiB.
