@@ -130,24 +130,23 @@ impl Message {
             .collect()
     }
 
-    fn creates_upload(&self) -> bool {
+    /// The query of a request with this method, if it has one.
+    fn query(&self, method: &str) -> Option<String> {
         let line = self.first_line();
-        line.first() == Some(&"POST")
-            && line
-                .get(1)
-                .and_then(|target| target.split_once('?'))
-                .is_some_and(|(_, query)| {
-                    query.split('&').any(|p| p == "uploads" || p == "uploads=")
-                })
+        if line.first() != Some(&method) {
+            return None;
+        }
+        Some(line.get(1)?.split_once('?')?.1.to_owned())
+    }
+
+    fn creates_upload(&self) -> bool {
+        self.query("POST")
+            .is_some_and(|query| query.split('&').any(|p| p == "uploads" || p == "uploads="))
     }
 
     /// The part number of an UploadPart request.
     fn part_number(&self) -> Option<u32> {
-        let line = self.first_line();
-        if line.first() != Some(&"PUT") {
-            return None;
-        }
-        let query = line.get(1)?.split_once('?')?.1;
+        let query = self.query("PUT")?;
         let mut params = query.split('&').filter_map(|p| p.split_once('='));
         let part = params.clone().find(|(k, _)| *k == "partNumber")?.1;
         params.find(|(k, _)| *k == "uploadId")?;
@@ -156,12 +155,8 @@ impl Message {
 
     /// Whether this is a PutObject (the SDK names the operation in the query).
     fn puts_object(&self) -> bool {
-        let line = self.first_line();
-        line.first() == Some(&"PUT")
-            && line
-                .get(1)
-                .and_then(|target| target.split_once('?'))
-                .is_some_and(|(_, query)| query.split('&').any(|p| p == "x-id=PutObject"))
+        self.query("PUT")
+            .is_some_and(|query| query.split('&').any(|p| p == "x-id=PutObject"))
     }
 
     fn into_bytes(self) -> Vec<u8> {

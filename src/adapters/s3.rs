@@ -31,6 +31,7 @@ use std::time::Duration;
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Tag, Tagging};
 use aws_smithy_types::body::SdkBody;
@@ -378,17 +379,27 @@ impl S3Sink {
         self.options
     }
 
-    async fn put_single(&self, spec: &ObjectSpec, body: &PartFill, sha256: &str) -> Result<String> {
-        let out = self
-            .client
+    /// A PutObject of `spec` whose `len` bytes are those of `body`.
+    fn put_request(
+        &self,
+        spec: &ObjectSpec,
+        body: &PartFill,
+        len: usize,
+    ) -> PutObjectFluentBuilder {
+        self.client
             .put_object()
             .bucket(&self.bucket)
             .key(&spec.key)
             .content_type(&spec.content_type)
-            .content_length(body.len() as i64)
+            .content_length(len as i64)
+            .body(body.body(len))
+    }
+
+    async fn put_single(&self, spec: &ObjectSpec, body: &PartFill, sha256: &str) -> Result<String> {
+        let out = self
+            .put_request(spec, body, body.len())
             .set_metadata(Some(with_sha256(spec, sha256)))
             .tagging(format!("{SHA256_TAG}={sha256}"))
-            .body(body.body(body.len()))
             .customize()
             .disable_payload_signing()
             .send()
@@ -410,14 +421,8 @@ impl S3Sink {
     ) -> Result<Written> {
         let fill = PartFill::default();
         let request = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(&spec.key)
-            .content_type(&spec.content_type)
-            .content_length(total as i64)
+            .put_request(spec, &fill, total as usize)
             .set_metadata(Some(spec.metadata.clone()))
-            .body(fill.body(total as usize))
             .customize()
             .disable_payload_signing();
         let mut put = AbortOnDrop(tokio::spawn(request.send()));
