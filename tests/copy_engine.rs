@@ -9,6 +9,7 @@ mod support;
 use std::time::Duration;
 
 use copy_kit::{Kit, fast_options, now_secs};
+use musicgpt_webhook::adapters::s3::READ_WHOLE_MAX;
 use musicgpt_webhook::app::copy::CopyOutcome;
 use musicgpt_webhook::domain::keys::AssetKey;
 use musicgpt_webhook::domain::status::AssetState;
@@ -57,8 +58,9 @@ async fn copies_exactly(kit: &Kit, path: &str, name: &str, len: u64, content_typ
     assert_eq!(head.content_type(), Some(content_type));
     assert_eq!(kit.sha256_tag(&key).await, Some(expected.clone()), "tag");
     let meta = head.metadata().expect("metadata");
-    // Metadata is fixed before the hash is known, unless the body was read whole first.
-    let read_whole = !known && !multipart;
+    // Metadata is fixed before the hash is known, unless the body was read whole first: a
+    // small one of known length, or one of unknown length within a part.
+    let read_whole = !multipart && (!known || len <= READ_WHOLE_MAX as u64);
     assert_eq!(
         meta.get("sha256"),
         read_whole.then_some(&expected),
@@ -83,6 +85,15 @@ async fn empty_and_one_byte_files_are_single_puts() {
     let kit = Kit::new().await;
     copies_exactly(&kit, "/ok/0/empty.mp3", "empty.mp3", 0, "audio/mpeg").await;
     copies_exactly(&kit, "/ok/1/one.mp3", "one.mp3", 1, "audio/mpeg").await;
+}
+
+#[tokio::test]
+async fn small_files_of_known_length_go_up_with_their_hash_in_one_request() {
+    let kit = Kit::new().await;
+    for len in [READ_WHOLE_MAX as u64, READ_WHOLE_MAX as u64 + 1] {
+        let path = format!("/ok/{len}/small.mp3");
+        copies_exactly(&kit, &path, "small.mp3", len, "audio/mpeg").await;
+    }
 }
 
 #[tokio::test]

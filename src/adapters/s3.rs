@@ -1,16 +1,16 @@
 //! The object sink: writes a stream into S3 without ever holding the whole file (see
 //! [`S3SinkOptions`] for the memory this takes). When the source announced the body's length
-//! (a Content-Length it is held to), the bytes go up while they are read, each request fed
-//! chunk by chunk (the chunks are the download's own buffers, never copied): up to
-//! `single_put_max` as one PutObject, whose last bytes S3 gets only once the body is known to
+//! (a Content-Length it is held to) and it is over 256 KiB, the bytes go up while they are read,
+//! each request fed chunk by chunk (the chunks are the download's own buffers, never copied): up
+//! to `single_put_max` as one PutObject, whose last bytes S3 gets only once the body is known to
 //! end there (so that a body short, long or refused creates nothing); anything larger as a
 //! multipart upload, created at once, whose parts go up several at once while the download goes
-//! on being read, hashed and counted in order. Without a length, a body that fits one part is
-//! read whole and sent in one PutObject, and a larger one goes up in parts, each read whole
-//! first since only then is its length known. A failed request is retried on its own by the
-//! SDK, which sends its body again from its start; once a part fails for good the whole upload
-//! is aborted, after every part still in flight has been stopped, so that no parts are left
-//! behind.
+//! on being read, hashed and counted in order. A smaller body, or one without a length that
+//! fits one part, is read whole and sent in one PutObject; a larger one without a length goes
+//! up in parts, each read whole first since only then is its length known. A failed request is
+//! retried on its own by the SDK, which sends its body again from its start; once a part fails
+//! for good the whole upload is aborted, after every part still in flight has been stopped, so
+//! that no parts are left behind.
 //!
 //! Every object carries its SHA-256 as the tag `sha256` (and, when it was read whole before its
 //! PutObject, as `x-amz-meta-sha256` too): an object sent while it is read fixes its metadata
@@ -53,6 +53,9 @@ pub const PART_SIZE: usize = 8 * 1024 * 1024;
 /// switch to multipart at 16 MiB too, since below it a multipart upload's two extra round trips
 /// (create, complete) cost more than its parallel parts save.
 pub const SINGLE_PUT_MAX: usize = 16 * 1024 * 1024;
+/// A body of announced length up to this is read whole before its PutObject, so that the
+/// request carries its hash too: waiting for so few bytes costs less than the tag's request.
+pub const READ_WHOLE_MAX: usize = 256 * 1024;
 /// Default number of parts uploading at once (benchmarked in docs/benchmarks.md: 4 reached
 /// moto's ceiling, more added memory and nothing else).
 pub const DEFAULT_PARTS_IN_FLIGHT: usize = 4;
@@ -241,6 +244,18 @@ impl ObjectSink for S3Sink {
         let announced = body.announced_len();
         let mut reader = PartReader::new(body);
         match announced {
+            Some(total) if total <= READ_WHOLE_MAX as u64 => {
+                let whole = PartFill::default();
+                within(stop, reader.fill_to_verified_end(&whole, total)).await?;
+                let sha256 = reader.sha256_hex();
+                let etag = within(stop, self.put_single(spec, &whole, &sha256)).await?;
+                return Ok(Written {
+                    etag,
+                    size: total,
+                    sha256,
+                    tagged: true,
+                });
+            }
             Some(total) if total <= self.options.single_put_max as u64 => {
                 return self.put_streamed(spec, total, &mut reader, stop).await;
             }
