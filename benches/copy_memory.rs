@@ -706,8 +706,8 @@ fn explain(name: &str, nth: usize) -> (String, &'static str) {
         ),
         ("PutObject", _) => (
             "S3 PutObject".into(),
-            "the upload, with its metadata, sent while the body is read; S3 gets its last bytes \
-             once the body has reached its verified end and the lease is ours",
+            "the upload, with its metadata and the sha256 (a body this small is read whole \
+             first; a larger one is sent while it is read and tagged beside the STORED write)",
         ),
         ("PutObjectTagging", _) => (
             "S3 PutObjectTagging: the sha256 tag".into(),
