@@ -87,31 +87,30 @@ async fn empty_and_one_byte_files_are_single_puts() {
     copies_exactly(&kit, "/ok/1/one.mp3", "one.mp3", 1, "audio/mpeg").await;
 }
 
+/// Copies a file of `boundary` bytes and one of a byte more, both served as `/{how}/...`.
+async fn copies_either_side_of(kit: &Kit, how: &str, name: &str, boundary: u64) {
+    for len in [boundary, boundary + 1] {
+        let path = format!("/{how}/{len}/{name}");
+        copies_exactly(kit, &path, name, len, "audio/mpeg").await;
+    }
+}
+
 #[tokio::test]
 async fn small_files_of_known_length_go_up_with_their_hash_in_one_request() {
     let kit = Kit::new().await;
-    for len in [READ_WHOLE_MAX as u64, READ_WHOLE_MAX as u64 + 1] {
-        let path = format!("/ok/{len}/small.mp3");
-        copies_exactly(&kit, &path, "small.mp3", len, "audio/mpeg").await;
-    }
+    copies_either_side_of(&kit, "ok", "small.mp3", READ_WHOLE_MAX as u64).await;
 }
 
 #[tokio::test]
 async fn sixteen_mib_of_known_length_are_one_put_and_one_more_byte_is_multipart() {
     let kit = Kit::new().await;
-    for len in [16 * MIB, 16 * MIB + 1] {
-        let path = format!("/ok/{len}/sixteen.mp3");
-        copies_exactly(&kit, &path, "sixteen.mp3", len, "audio/mpeg").await;
-    }
+    copies_either_side_of(&kit, "ok", "sixteen.mp3", 16 * MIB).await;
 }
 
 #[tokio::test]
 async fn one_part_of_unknown_length_is_one_put_and_one_more_byte_is_multipart() {
     let kit = Kit::new().await;
-    for len in [8 * MIB, 8 * MIB + 1] {
-        let path = format!("/chunked/{len}/eight.mp3");
-        copies_exactly(&kit, &path, "eight.mp3", len, "audio/mpeg").await;
-    }
+    copies_either_side_of(&kit, "chunked", "eight.mp3", 8 * MIB).await;
 }
 
 #[tokio::test]
